@@ -1,0 +1,110 @@
+"""Typed settings, read once from the environment.
+
+Every process (web, worker, cron, Alembic) reads the same `Settings`, so a
+value is configured in one place: the environment or a `.env` file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed; the message says what to set."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Return a SQLAlchemy URL that uses psycopg 3 whichever spelling was given.
+
+    Platforms hand out `postgres://` or `postgresql://`; SQLAlchemy would pick
+    psycopg2 for those, which is not installed.
+    """
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if url.startswith("postgresql+psycopg://"):
+        return url
+    raise ConfigError(
+        "DATABASE_URL must start with postgresql:// or postgresql+psycopg:// "
+        f"(got {url.split(':', 1)[0]!r})"
+    )
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the three processes need to know about their surroundings."""
+
+    database_url: str
+    job_modules: tuple[str, ...] = ()
+    #: How many jobs one worker process runs at once (threads).
+    worker_concurrency: int = 10
+    #: How often a worker proves it is alive and refreshes its jobs' heartbeats.
+    heartbeat_interval: float = 5.0
+    #: A running job whose heartbeat is older than this is taken from its worker.
+    stale_timeout: float = 60.0
+    #: How long SIGTERM waits for running jobs before releasing them.
+    shutdown_grace: float = 25.0
+    #: Fallback poll period when no NOTIFY arrives (a lost LISTEN, a due retry).
+    poll_interval: float = 1.0
+    #: Finished jobs older than this are pruned by the maintenance job.
+    job_retention_days: float = 14.0
+    secret_key: str = field(default="dev", repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: `os.environ`), failing loudly on bad values."""
+        env = os.environ if env is None else env
+        url = env.get("DATABASE_URL", "").strip()
+        if not url:
+            raise ConfigError(
+                "DATABASE_URL is not set. Set it to a PostgreSQL URL such as "
+                "postgresql://user@localhost:5432/pillars, or start everything with "
+                "`python3 dev.py up`, which runs an embedded PostgreSQL for you."
+            )
+        modules = tuple(m.strip() for m in env.get("JOB_MODULES", "").split(",") if m.strip())
+        return cls(
+            database_url=normalize_database_url(url),
+            job_modules=modules,
+            worker_concurrency=_int(env, "WORKER_CONCURRENCY", cls.worker_concurrency),
+            heartbeat_interval=_float(env, "WORKER_HEARTBEAT_INTERVAL", cls.heartbeat_interval),
+            stale_timeout=_float(env, "WORKER_STALE_TIMEOUT", cls.stale_timeout),
+            shutdown_grace=_float(env, "WORKER_SHUTDOWN_GRACE", cls.shutdown_grace),
+            poll_interval=_float(env, "WORKER_POLL_INTERVAL", cls.poll_interval),
+            job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
+            secret_key=env.get("SECRET_KEY", "dev"),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment on first use."""
+    return Settings.from_env()

@@ -1,0 +1,24 @@
+"""The job queue: register handlers, enqueue messages, run them in `worker.py`.
+
+Import from here; the submodules are the implementation.
+"""
+
+from app.jobs.context import JobContext
+from app.jobs.errors import Discard, InvalidPayload, Retry, UnknownJob
+from app.jobs.queue import JobRequest, cancel, enqueue, enqueue_many
+from app.jobs.registry import job, load_job_modules, registry
+
+__all__ = [
+    "Discard",
+    "InvalidPayload",
+    "JobContext",
+    "JobRequest",
+    "Retry",
+    "UnknownJob",
+    "cancel",
+    "enqueue",
+    "enqueue_many",
+    "job",
+    "load_job_modules",
+    "registry",
+]

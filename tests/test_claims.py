@@ -1,0 +1,321 @@
+"""Claiming, fencing, retries and rescue, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import psycopg
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from app.jobs import JobRequest, claims, enqueue, enqueue_many, sql
+from app.jobs.execution import Claimed, Outcome, backoff, execute
+from app.models import Job
+
+
+def claim(
+    engine: Engine, worker: str, limit: int = 10, queues: list[str] | None = None
+) -> list[Claimed]:
+    with engine.begin() as conn:
+        return claims.claim(conn, worker, queues, limit)
+
+
+def save(engine: Engine, worker: str, outcomes: list[Outcome]) -> claims.Saved:
+    with engine.begin() as conn:
+        return claims.save_outcomes(conn, worker, outcomes)
+
+
+def settle(engine: Engine, seconds: float = 1.5) -> None:
+    """Wait until the server has been up `seconds`: heartbeats count from its start."""
+    with engine.connect() as conn:
+        uptime = conn.execute(text("SELECT extract(epoch FROM now() - pg_postmaster_start_time())"))
+        time.sleep(max(0.0, seconds - float(uptime.scalar_one())))
+
+
+def job_row(engine: Engine, job_id: uuid.UUID) -> Job:
+    with Session(engine) as session:
+        return session.get_one(Job, job_id)
+
+
+def test_two_concurrent_claimers_never_get_the_same_job(db: Engine) -> None:
+    with Session(db) as session:
+        enqueue_many(session, [JobRequest("test.noop")] * 2_000)
+        session.commit()
+    taken: dict[str, list[uuid.UUID]] = {"a": [], "b": [], "c": []}
+
+    def take(worker: str) -> None:
+        while batch := claim(db, worker, limit=7):
+            taken[worker] += [j.job_id for j in batch]
+
+    threads = [threading.Thread(target=take, args=(w,)) for w in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [job_id for ids in taken.values() for job_id in ids]
+    assert len(everything) == 2_000
+    assert len(set(everything)) == 2_000
+
+
+def test_claim_takes_higher_priority_first_then_oldest(db: Engine) -> None:
+    with Session(db) as session:
+        low = enqueue(session, "test.add", {"a": 1}, priority=0)
+        high = enqueue(session, "test.add", {"a": 2}, priority=9)
+        session.commit()
+    assert [j.job_id for j in claim(db, "w", limit=2)] == [high, low]
+
+
+def test_claim_takes_only_due_jobs_of_the_given_queues(db: Engine) -> None:
+    with Session(db) as session:
+        later = enqueue(session, "test.add", {"a": 1}, delay=60)
+        mail = enqueue(session, "test.add", {"a": 1}, queue="mail")
+        other = enqueue(session, "test.add", {"a": 1}, queue="other")
+        session.commit()
+    assert [j.job_id for j in claim(db, "w", queues=["mail"])] == [mail]
+    assert [j.job_id for j in claim(db, "w", queues=["mail", "other"])] == [other]
+    assert claim(db, "w") == []
+    assert job_row(db, later).state == "queued"
+
+
+def test_claim_counts_the_attempt_and_records_the_owner(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.add", {"a": 1})
+        session.commit()
+    [claimed] = claim(db, "worker-1")
+    row = job_row(db, job_id)
+    assert (claimed.attempt, row.attempts, row.state, row.locked_by) == (
+        1,
+        1,
+        "running",
+        "worker-1",
+    )
+    assert row.started_at is not None and row.heartbeat_at is not None
+
+
+def test_success_is_saved_with_the_result(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.add", {"a": 2, "b": 3})
+        session.commit()
+    [claimed] = claim(db, "w")
+    saved = save(db, "w", [execute(claimed)])
+    row = job_row(db, job_id)
+    assert saved.succeeded == [job_id]
+    assert (row.state, row.result, row.finished_at is not None) == ("succeeded", 5, True)
+
+
+def test_failure_goes_back_to_the_queue_with_backoff_and_the_error(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.fail", {"message": "smtp down"})
+        session.commit()
+    [claimed] = claim(db, "w")
+    save(db, "w", [execute(claimed)])
+    row = job_row(db, job_id)
+    assert row.state == "queued"
+    assert row.last_error is not None and row.last_error.startswith("RuntimeError: smtp down")
+    assert "Traceback" in row.last_error
+    assert row.errors[0]["attempt"] == 1 and row.errors[0]["error"] == "RuntimeError: smtp down"
+    with db.connect() as conn:
+        wait = conn.execute(text("SELECT run_at - now() FROM jobs")).scalar_one()
+    assert 0.5 < wait.total_seconds() <= 2.5
+
+
+def test_failure_on_the_last_attempt_ends_failed_with_every_error_kept(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.fail", {}, max_attempts=2)
+        session.commit()
+    for _ in range(2):
+        with db.begin() as conn:
+            conn.execute(text("UPDATE jobs SET run_at = now() WHERE job_id = :id"), {"id": job_id})
+        [claimed] = claim(db, "w")
+        save(db, "w", [execute(claimed)])
+    row = job_row(db, job_id)
+    assert (row.state, row.attempts, len(row.errors)) == ("failed", 2, 2)
+    assert row.finished_at is not None
+
+
+def test_backoff_grows_exponentially_with_jitter() -> None:
+    assert all(1.5 <= backoff(1) <= 2.5 for _ in range(50))
+    assert all(48 <= backoff(6) <= 80 for _ in range(50))
+    assert backoff(40) <= 3600 * 1.25
+
+
+def test_retry_exception_reschedules_after_its_delay(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.retry_later", {"delay": 30})
+        session.commit()
+    [claimed] = claim(db, "w")
+    save(db, "w", [execute(claimed)])
+    row = job_row(db, job_id)
+    assert row.state == "queued" and row.last_error == "retry requested: not yet"
+    with db.connect() as conn:
+        wait = conn.execute(text("SELECT run_at - now() FROM jobs")).scalar_one()
+    assert 29 < wait.total_seconds() <= 30
+
+
+def test_discard_exception_fails_the_job_without_retrying(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.discard", {})
+        session.commit()
+    [claimed] = claim(db, "w")
+    save(db, "w", [execute(claimed)])
+    row = job_row(db, job_id)
+    assert (row.state, row.attempts) == ("failed", 1)
+    assert row.last_error == "discarded: payload refers to a deleted user"
+
+
+def test_a_row_with_an_unknown_name_fails_with_a_clear_reason(db: Engine) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            text("INSERT INTO jobs (name, payload, max_attempts) VALUES ('gone.away', '{}', 1)")
+        )
+    [claimed] = claim(db, "w")
+    save(db, "w", [execute(claimed)])
+    row = job_row(db, claimed.job_id)
+    assert row.state == "failed"
+    assert row.last_error is not None
+    assert "no handler is registered for job 'gone.away'" in row.last_error
+
+
+def test_a_row_with_a_broken_payload_fails_with_a_clear_reason(db: Engine) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (name, payload, max_attempts) "
+                "VALUES ('test.add', '{\"a\": \"x\"}', 1)"
+            )
+        )
+    [claimed] = claim(db, "w")
+    save(db, "w", [execute(claimed)])
+    assert "'a' must be int" in (job_row(db, claimed.job_id).last_error or "")
+
+
+def test_a_worker_that_lost_its_claim_cannot_overwrite_the_new_owner(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.add", {"a": 1})
+        session.commit()
+    [frozen] = claim(db, "frozen")
+    with db.begin() as conn:  # rescued while frozen, then claimed by another worker
+        conn.execute(text("UPDATE jobs SET state = 'queued' WHERE job_id = :id"), {"id": job_id})
+    [current] = claim(db, "current")
+    late = save(db, "frozen", [Outcome(frozen, ok=False, message="late failure")])
+    assert late.lost and not late.failed and not late.retried
+    assert job_row(db, job_id).state == "running"
+    save(db, "current", [execute(current)])
+    row = job_row(db, job_id)
+    assert (row.state, row.locked_by, row.attempts) == ("succeeded", "current", 2)
+
+
+def test_same_worker_name_with_an_old_attempt_is_fenced_too(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.add", {"a": 1})
+        session.commit()
+    [old] = claim(db, "w")
+    with db.begin() as conn:
+        conn.execute(text("UPDATE jobs SET state = 'queued' WHERE job_id = :id"), {"id": job_id})
+    claim(db, "w")
+    assert save(db, "w", [execute(old)]).lost
+
+
+def test_handler_reports_progress_through_its_context(db: Engine) -> None:
+    with Session(db) as session:
+        enqueue(session, "test.progress", {"steps": 4})
+        session.commit()
+    [claimed] = claim(db, "w")
+    seen: list[tuple[float | None, str | None]] = []
+    outcome = execute(claimed, lambda f, m: seen.append((f, m)))
+    assert seen == [
+        (0.25, "step 1 of 4"),
+        (0.5, "step 2 of 4"),
+        (0.75, "step 3 of 4"),
+        (1.0, "step 4 of 4"),
+    ]
+    assert outcome.result == '"attempt 1"'
+
+
+def test_progress_is_written_only_by_the_current_owner(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.progress", {"steps": 4})
+        session.commit()
+    [claimed] = claim(db, "w")
+    with db.begin() as conn:
+        assert claims.set_progress(conn, "w", claimed, 0.5, "half way")
+        assert not claims.set_progress(conn, "someone-else", claimed, 0.9, "late")
+    row = job_row(db, job_id)
+    assert (row.progress, row.progress_message) == (0.5, "half way")
+
+
+def test_stale_heartbeat_is_rescued_back_to_the_queue(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.add", {"a": 1})
+        session.commit()
+    claim(db, "frozen")
+    settle(db)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE jobs SET heartbeat_at = now() - interval '1 hour'"))
+        rescued = claims.rescue(conn, grace=1, stale=1)
+    assert [r.job_id for r in rescued] == [job_id]
+    row = job_row(db, job_id)
+    assert (row.state, row.locked_by) == ("queued", None)
+    assert "sent no heartbeat" in (row.last_error or "")
+
+
+def test_live_heartbeat_is_never_rescued(db: Engine) -> None:
+    with Session(db) as session:
+        enqueue(session, "test.add", {"a": 1})
+        session.commit()
+    claim(db, "busy")
+    with db.begin() as conn:
+        assert claims.rescue(conn, grace=0.001, stale=60) == []
+
+
+def test_job_of_a_worker_whose_session_ended_is_rescued_at_once(
+    db: Engine, database_url: str
+) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.add", {"a": 1})
+        session.commit()
+    with db.begin() as conn:
+        key = claims.register(
+            conn, "dead", kind="worker", hostname="h", pid=1, queues=None, concurrency=1
+        )
+    settle(db)
+    conninfo = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as life:
+        life.execute("SELECT pg_advisory_lock(%s, %s)", (sql.LOCK_NAMESPACE, key))
+        claim(db, "dead")
+        with db.begin() as conn:
+            conn.execute(text("UPDATE workers SET heartbeat_at = now() - interval '1 minute'"))
+            assert claims.rescue(conn, grace=1, stale=3600) == []  # lock still held
+    with db.begin() as conn:  # the session ended with its process
+        rescued = claims.rescue(conn, grace=1, stale=3600)
+        workers = conn.execute(text("SELECT count(*) FROM workers")).scalar_one()
+    assert [r.job_id for r in rescued] == [job_id]
+    assert "its worker dead died" in rescued[0].reason
+    assert workers == 0
+
+
+def test_rescue_on_the_last_attempt_fails_the_job_and_says_why(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.add", {"a": 1}, max_attempts=1)
+        session.commit()
+    claim(db, "frozen")
+    settle(db)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE jobs SET heartbeat_at = now() - interval '1 hour'"))
+        claims.rescue(conn, grace=1, stale=1)
+    row = job_row(db, job_id)
+    assert row.state == "failed"
+    assert (row.last_error or "").startswith("attempt 1 of 1 lost: its worker frozen")
+
+
+def test_release_refunds_the_attempt_and_requeues(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.add", {"a": 1})
+        session.commit()
+    held = claim(db, "w")
+    with db.begin() as conn:
+        assert claims.release(conn, "w", held) == [job_id]
+    row = job_row(db, job_id)
+    assert (row.state, row.attempts, row.locked_by) == ("queued", 0, None)

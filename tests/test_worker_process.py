@@ -1,0 +1,223 @@
+"""The worker as a real process: started, signalled and killed like in production."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from app.jobs import JobRequest, enqueue, enqueue_many
+from tests.processes import ROOT, start, stop, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def states(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT state, count(*) FROM jobs GROUP BY state"))
+        return {state: count for state, count in rows}
+
+
+def job(engine: Engine, job_id: uuid.UUID) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT * FROM jobs WHERE job_id = :id"), {"id": job_id}).one()
+
+
+def runs(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_worker_drains_the_queue_and_exits_cleanly(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    with Session(db) as session:
+        enqueue_many(session, [JobRequest("test.add", {"a": n}) for n in range(300)])
+        session.commit()
+    worker = start("worker.py", process_env, "--concurrency", "4", log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: states(db) == {"succeeded": 300}, what="300 jobs to succeed")
+        with db.connect() as conn:
+            registered = conn.execute(text("SELECT concurrency FROM workers")).scalar_one()
+        assert registered == 4
+    finally:
+        assert stop(worker) == 0
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM workers")).scalar_one() == 0
+
+
+def test_worker_wakes_on_notify_for_jobs_enqueued_later(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**process_env, "WORKER_POLL_INTERVAL": "30"}  # only NOTIFY can wake it in time
+    worker = start("worker.py", env, log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: "listening" in (tmp_path / "w.log").read_text(), what="listener")
+        with Session(db) as session:
+            job_id = enqueue(session, "test.add", {"a": 1})
+            session.commit()
+        wait_for(lambda: job(db, job_id).state == "succeeded", timeout=10, what="pickup")
+    finally:
+        assert stop(worker) == 0
+
+
+def test_sigterm_lets_a_short_job_finish_then_exits_zero(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    marks = tmp_path / "runs"
+    with Session(db) as session:
+        job_id = enqueue(session, "test.record", {"path": str(marks), "marker": "a", "sleep": 1})
+        session.commit()
+    worker = start("worker.py", process_env, log=tmp_path / "w.log")
+    wait_for(lambda: job(db, job_id).state == "running", what="job to start")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert job(db, job_id).state == "succeeded"
+    assert len(runs(marks)) == 1
+
+
+def test_sigterm_releases_a_job_longer_than_the_grace_period(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    marks = tmp_path / "runs"
+    with Session(db) as session:
+        job_id = enqueue(session, "test.record", {"path": str(marks), "marker": "a", "sleep": 4})
+        session.commit()
+    env = {**process_env, "WORKER_SHUTDOWN_GRACE": "0.5"}
+    first = start("worker.py", env, log=tmp_path / "first.log")
+    wait_for(lambda: job(db, job_id).state == "running", what="job to start")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    released = job(db, job_id)
+    assert (released.state, released.attempts) == ("queued", 0)
+    second = start("worker.py", process_env, log=tmp_path / "second.log")
+    try:
+        wait_for(lambda: job(db, job_id).state == "succeeded", what="second worker to finish")
+    finally:
+        stop(second)
+
+
+def test_second_signal_exits_at_once(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.sleep", {"seconds": 30})
+        session.commit()
+    worker = start("worker.py", process_env, log=tmp_path / "w.log")
+    wait_for(lambda: job(db, job_id).state == "running", what="job to start")
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(5) != 0
+
+
+def test_kill_9_mid_job_and_another_worker_finishes_it(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    marks = tmp_path / "runs"
+    with Session(db) as session:
+        job_id = enqueue(session, "test.record", {"path": str(marks), "marker": "a", "sleep": 2})
+        session.commit()
+    env = {**process_env, "WORKER_STALE_TIMEOUT": "3600"}  # only the life lock can tell
+    victim = start("worker.py", env, log=tmp_path / "victim.log")
+    wait_for(lambda: job(db, job_id).state == "running", what="job to start")
+    victim.kill()
+    victim.wait()
+    survivor = start("worker.py", env, log=tmp_path / "survivor.log")
+    try:
+        wait_for(lambda: job(db, job_id).state == "succeeded", what="rescue and rerun")
+    finally:
+        stop(survivor)
+    row = job(db, job_id)
+    assert row.attempts == 2
+    assert "died" in row.errors[0]["error"]
+    assert len(runs(marks)) == 1  # the killed attempt never got to write
+
+
+def test_job_that_kills_its_worker_every_time_ends_failed_and_others_succeed(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    with Session(db) as session:
+        poison = enqueue(session, "test.crash", {})
+        enqueue_many(session, [JobRequest("test.add", {"a": n}) for n in range(100)])
+        session.commit()
+    deadline = time.monotonic() + 60
+    while job(db, poison).state != "failed" and time.monotonic() < deadline:
+        worker = start("worker.py", process_env, "--concurrency", "2", log=tmp_path / "w.log")
+        try:
+            worker.wait(5)  # the supervisor: restart it whenever it dies
+        except subprocess.TimeoutExpired:
+            pass
+        stop(worker)
+    worker = start("worker.py", process_env, log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: states(db).get("succeeded") == 100, what="normal jobs")
+    finally:
+        stop(worker)
+    row = job(db, poison)
+    assert (row.state, row.attempts) == ("failed", 2)
+    assert row.last_error.startswith("attempt 2 of 2 lost: its worker")
+
+
+def test_timeout_interrupts_the_job_and_the_worker_keeps_going(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    with Session(db) as session:
+        spinning = enqueue(session, "test.spin", {})
+        after = enqueue(session, "test.add", {"a": 1}, priority=-1)
+        session.commit()
+    worker = start("worker.py", process_env, "--concurrency", "1", log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: job(db, after).state == "succeeded", what="the next job")
+    finally:
+        assert stop(worker) == 0
+    row = job(db, spinning)
+    assert row.state == "failed" and row.last_error.startswith("timed out after 0.5 s")
+
+
+def test_listener_reconnects_after_its_connection_is_killed(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**process_env, "WORKER_POLL_INTERVAL": "30"}
+    log = tmp_path / "w.log"
+    worker = start("worker.py", env, log=log)
+
+    def listeners() -> list[int]:
+        with db.connect() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity"
+                        " WHERE application_name = 'pillars-listener'"
+                    )
+                ).scalars()
+            )
+
+    try:
+        [first] = wait_for(listeners, what="listener connection")
+        with db.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        wait_for(lambda: listeners() and listeners() != [first], what="a new listener")
+        wait_for(lambda: log.read_text().count("listening on") >= 2, what="LISTEN again")
+        with Session(db) as session:
+            job_id = enqueue(session, "test.add", {"a": 1})
+            session.commit()
+        wait_for(lambda: job(db, job_id).state == "succeeded", timeout=10, what="pickup")
+    finally:
+        assert stop(worker) == 0
+    assert "listener connection lost" in log.read_text()
+
+
+def test_worker_and_job_modules_never_import_flask() -> None:
+    code = (
+        "import sys, worker, cron, app.jobs.worker, app.jobs.testing;"
+        "sys.exit('flask' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
