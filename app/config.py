@@ -59,6 +59,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the three processes need to know about their surroundings."""
@@ -75,6 +86,8 @@ class Settings:
     shutdown_grace: float = 25.0
     #: Fallback poll period when no NOTIFY arrives (a lost LISTEN, a due retry).
     poll_interval: float = 1.0
+    #: Whether the worker's claims and outcomes wait for the WAL flush (see README).
+    worker_synchronous_commit: bool = False
     #: Finished jobs older than this are pruned by the maintenance job.
     job_retention_days: float = 14.0
     secret_key: str = field(default="dev", repr=False)
@@ -99,6 +112,7 @@ class Settings:
             stale_timeout=_float(env, "WORKER_STALE_TIMEOUT", cls.stale_timeout),
             shutdown_grace=_float(env, "WORKER_SHUTDOWN_GRACE", cls.shutdown_grace),
             poll_interval=_float(env, "WORKER_POLL_INTERVAL", cls.poll_interval),
+            worker_synchronous_commit=_bool(env, "WORKER_SYNCHRONOUS_COMMIT", False),
             job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
             secret_key=env.get("SECRET_KEY", "dev"),
         )

@@ -40,14 +40,25 @@ def plan(engine: Engine, statement: str, params: dict[str, object]) -> str:
 @pytest.mark.parametrize(
     ("statement", "params", "index"),
     [
-        (sql.CLAIM_ANY, {}, "ix_jobs_claim"),
-        (sql.CLAIM_ONE_QUEUE, {"queue": "mail"}, "ix_jobs_claim_queue"),
+        (sql.CYCLE_ANY, {}, "ix_jobs_claim"),
+        (sql.CYCLE_ONE_QUEUE, {"queue": "mail"}, "ix_jobs_claim_queue"),
     ],
 )
 def test_claim_walks_the_claim_index_without_sorting_the_backlog(
     backlog: Engine, statement: object, params: dict[str, object], index: str
 ) -> None:
-    explained = plan(backlog, str(statement), {"worker_id": "w", "limit": 10, **params})
+    empty: dict[str, object] = {
+        "done_ids": [],
+        "done_attempts": [],
+        "results": [],
+        "failed_ids": [],
+        "failed_attempts": [],
+        "messages": [],
+        "tracebacks": [],
+        "delays": [],
+        "discards": [],
+    }
+    explained = plan(backlog, str(statement), {"worker_id": "w", "limit": 10, **empty, **params})
     picking = explained.split("CTE picked")[1].split("CTE claimed")[0]
     assert f"Index Scan using {index} on jobs" in picking, explained
     assert "Sort" not in picking, explained  # (the 10 claimed rows are sorted afterwards)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -145,6 +146,34 @@ def test_enqueue_many_writes_every_job_in_one_statement(session: Session) -> Non
     assert len(set(ids)) == 500
     assert count_jobs(session) == 500
     assert session.scalar(select(func.sum(Job.priority))) == sum(n % 3 for n in range(500))
+
+
+def test_enqueue_many_honours_per_job_options(session: Session) -> None:
+    when = datetime(2030, 1, 1, tzinfo=UTC)
+    at, later, elsewhere = enqueue_many(
+        session,
+        [
+            JobRequest("test.add", {"a": 1}, run_at=when),
+            JobRequest("test.add", {"a": 2}, delay=60, max_attempts=2, context="batch"),
+            JobRequest("test.add", {"a": 3}, queue="mail"),
+        ],
+    )
+    db_now = session.scalar(text("SELECT now()"))
+    assert session.get_one(Job, at).run_at == when
+    row = session.get_one(Job, later)
+    assert (row.run_at - db_now, row.max_attempts, row.context) == (
+        timedelta(minutes=1),
+        2,
+        "batch",
+    )
+    assert session.get_one(Job, elsewhere).queue == "mail"
+
+
+def test_job_ids_sort_by_creation_time(session: Session) -> None:
+    first = enqueue(session, "test.add", {"a": 1})
+    time.sleep(0.002)
+    second = enqueue(session, "test.add", {"a": 1})
+    assert first < second and first.version == 7
 
 
 def test_enqueue_many_validates_everything_before_writing(session: Session) -> None:

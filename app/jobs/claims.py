@@ -19,25 +19,6 @@ from app.jobs.execution import Claimed, Outcome
 NOTIFY_CHANNEL = "pillars_jobs"
 
 
-def claim(
-    conn: Connection, worker_id: str, queues: Sequence[str] | None, limit: int
-) -> list[Claimed]:
-    """Lock up to `limit` due jobs for `worker_id`, highest priority and oldest first."""
-    if limit <= 0:
-        return []
-    params: dict[str, object] = {"worker_id": worker_id, "limit": limit}
-    if queues is None:
-        statement = sql.CLAIM_ANY
-    elif len(queues) == 1:
-        statement, params["queue"] = sql.CLAIM_ONE_QUEUE, queues[0]
-    else:
-        statement, params["queues"] = sql.CLAIM_QUEUES, list(queues)
-    return [
-        Claimed(r.job_id, r.name, r.payload, r.queue, r.attempts, r.max_attempts, r.scheduled_for)
-        for r in conn.execute(statement, params)
-    ]
-
-
 @dataclass(frozen=True)
 class Saved:
     """Which outcomes reached the database; the rest had lost their claim."""
@@ -48,42 +29,73 @@ class Saved:
     lost: list[Outcome]
 
 
-def save_outcomes(conn: Connection, worker_id: str, outcomes: Sequence[Outcome]) -> Saved:
-    """Record finished attempts in two statements, whatever their number."""
+def cycle(
+    conn: Connection,
+    worker_id: str,
+    outcomes: Sequence[Outcome],
+    queues: Sequence[str] | None,
+    limit: int,
+) -> tuple[Saved, list[Claimed]]:
+    """Save `outcomes` and claim up to `limit` due jobs, in one statement.
+
+    Claims take the highest priority first, then the longest due.
+    """
     done = [o for o in outcomes if o.ok]
     bad = [o for o in outcomes if not o.ok]
-    succeeded: list[uuid.UUID] = []
-    retried: list[uuid.UUID] = []
-    failed: list[uuid.UUID] = []
-    if done:
-        succeeded = list(
-            conn.execute(
-                sql.COMPLETE,
-                {
-                    "worker_id": worker_id,
-                    "job_ids": [o.job.job_id for o in done],
-                    "attempts": [o.job.attempt for o in done],
-                    "results": [o.result for o in done],
-                },
-            ).scalars()
-        )
-    if bad:
-        for job_id, state in conn.execute(
-            sql.FAIL,
-            {
-                "worker_id": worker_id,
-                "job_ids": [o.job.job_id for o in bad],
-                "attempts": [o.job.attempt for o in bad],
-                "messages": [o.message for o in bad],
-                "tracebacks": [o.traceback for o in bad],
-                "delays": [o.delay for o in bad],
-                "discards": [o.discard for o in bad],
-            },
-        ):
-            (failed if state == "failed" else retried).append(job_id)
-    saved = {*succeeded, *retried, *failed}
-    lost = [o for o in outcomes if o.job.job_id not in saved]
-    return Saved(succeeded, retried, failed, lost)
+    params: dict[str, object] = {
+        "worker_id": worker_id,
+        "limit": max(0, limit),
+        "done_ids": [o.job.job_id for o in done],
+        "done_attempts": [o.job.attempt for o in done],
+        "results": [o.result for o in done],
+        "failed_ids": [o.job.job_id for o in bad],
+        "failed_attempts": [o.job.attempt for o in bad],
+        "messages": [o.message for o in bad],
+        "tracebacks": [o.traceback for o in bad],
+        "delays": [o.delay for o in bad],
+        "discards": [o.discard for o in bad],
+    }
+    if queues is None:
+        statement = sql.CYCLE_ANY
+    elif len(queues) == 1:
+        statement, params["queue"] = sql.CYCLE_ONE_QUEUE, queues[0]
+    else:
+        statement, params["queues"] = sql.CYCLE_QUEUES, list(queues)
+    saved: dict[uuid.UUID, str] = {}
+    claimed: list[Claimed] = []
+    for row in conn.execute(statement, params):
+        if row.kind == "saved":
+            saved[row.job_id] = row.state
+        else:
+            claimed.append(
+                Claimed(
+                    row.job_id,
+                    row.name,
+                    row.payload,
+                    row.queue,
+                    row.attempts,
+                    row.max_attempts,
+                    row.scheduled_for,
+                )
+            )
+    return Saved(
+        succeeded=[o.job.job_id for o in done if o.job.job_id in saved],
+        retried=[o.job.job_id for o in bad if saved.get(o.job.job_id) == "queued"],
+        failed=[o.job.job_id for o in bad if saved.get(o.job.job_id) == "failed"],
+        lost=[o for o in outcomes if o.job.job_id not in saved],
+    ), claimed
+
+
+def claim(
+    conn: Connection, worker_id: str, queues: Sequence[str] | None, limit: int
+) -> list[Claimed]:
+    """Lock up to `limit` due jobs for `worker_id`."""
+    return cycle(conn, worker_id, (), queues, limit)[1]
+
+
+def save_outcomes(conn: Connection, worker_id: str, outcomes: Sequence[Outcome]) -> Saved:
+    """Record finished attempts, whatever their number, in one statement."""
+    return cycle(conn, worker_id, outcomes, None, 0)[0]
 
 
 def set_progress(

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.jobs import sql
+from app.jobs.ids import new_job_id, new_job_ids
 from app.jobs.registry import JobSpec, registry
 
 
@@ -40,6 +42,7 @@ class JobRequest:
 class _Row:
     name: str
     payload: str
+    document: dict[str, Any]
     queue: str
     priority: int
     run_at: datetime | None
@@ -62,7 +65,8 @@ def _prepare(request: JobRequest) -> _Row:
     """Validate one message against its handler and fill in the handler's defaults."""
     spec: JobSpec = registry.get(request.name)
     raw = request.payload
-    payload = spec.check_payload(dict(raw) if isinstance(raw, Mapping) else raw)
+    document = dict(raw) if isinstance(raw, Mapping) else raw
+    payload = spec.encode_payload(document)
     if request.run_at is not None and request.delay is not None:
         raise ValueError("give run_at or delay, not both")
     if request.run_at is not None and request.run_at.tzinfo is None:
@@ -72,7 +76,8 @@ def _prepare(request: JobRequest) -> _Row:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
     return _Row(
         name=spec.name,
-        payload=json.dumps(payload, allow_nan=False),
+        payload=payload,
+        document=document,
         queue=request.queue or spec.queue,
         priority=spec.priority if request.priority is None else int(request.priority),
         run_at=request.run_at,
@@ -117,27 +122,39 @@ def enqueue(
             context,
         )
     )
-    params = {**row.__dict__, "cron_name": cron_name, "scheduled_for": scheduled_for}
-    job_id: uuid.UUID | None = session.execute(sql.ENQUEUE, params).scalar_one_or_none()
+    params = {
+        **row.__dict__,
+        "document": None,
+        "job_id": new_job_id(),
+        "cron_name": cron_name,
+        "scheduled_for": scheduled_for,
+    }
+    # The session's own connection and transaction, through Core: a plain
+    # INSERT needs none of the ORM's per-statement machinery.
+    conn = session.connection()
+    if unique_key is None and cron_name is None:
+        inserted: uuid.UUID = conn.execute(sql.ENQUEUE, params).scalar_one()
+        return inserted
+    job_id = conn.execute(sql.ENQUEUE_UNIQUE, params).scalar_one_or_none()
     if job_id is None:
-        job_id = _existing(session, unique_key, cron_name, scheduled_for)
+        job_id = _existing(conn, unique_key, cron_name, scheduled_for)
     if job_id is None:
         # The conflicting job finished between the insert and the lookup: insert again.
-        job_id = session.execute(sql.ENQUEUE, params).scalar_one()
+        job_id = conn.execute(sql.ENQUEUE_UNIQUE, params).scalar_one()
     return job_id
 
 
 def _existing(
-    session: Session, unique_key: str | None, cron_name: str | None, scheduled_for: datetime | None
+    conn: Connection, unique_key: str | None, cron_name: str | None, scheduled_for: datetime | None
 ) -> uuid.UUID | None:
     """Find the live job with this unique key, or the job for this cron occurrence."""
     found: uuid.UUID | None = None
     if unique_key is not None:
-        lookup = session.execute(sql.FIND_LIVE_BY_UNIQUE_KEY, {"unique_key": unique_key})
+        lookup = conn.execute(sql.FIND_LIVE_BY_UNIQUE_KEY, {"unique_key": unique_key})
         found = lookup.scalar_one_or_none()
     if found is None and cron_name is not None:
         occurrence = {"cron_name": cron_name, "scheduled_for": scheduled_for}
-        found = session.execute(sql.FIND_OCCURRENCE, occurrence).scalar_one_or_none()
+        found = conn.execute(sql.FIND_OCCURRENCE, occurrence).scalar_one_or_none()
     return found
 
 
@@ -150,18 +167,25 @@ def enqueue_many(session: Session, requests: Iterable[JobRequest]) -> list[uuid.
     rows = [_prepare(request) for request in requests]
     if not rows:
         return []
-    columns = {
-        "names": [r.name for r in rows],
-        "payloads": [r.payload for r in rows],
-        "queues": [r.queue for r in rows],
-        "priorities": [r.priority for r in rows],
-        "run_ats": [r.run_at for r in rows],
-        "delays": [r.delay for r in rows],
-        "max_attempts": [r.max_attempts for r in rows],
-        "unique_keys": [r.unique_key for r in rows],
-        "contexts": [r.context for r in rows],
-    }
-    return list(session.execute(sql.ENQUEUE_MANY, columns).scalars())
+    encoded = json.dumps(
+        [
+            {
+                "job_id": str(job_id),
+                "name": row.name,
+                "payload": row.document,
+                "queue": row.queue,
+                "priority": row.priority,
+                "run_at": None if row.run_at is None else row.run_at.isoformat(),
+                "delay": row.delay,
+                "max_attempts": row.max_attempts,
+                "unique_key": row.unique_key,
+                "context": row.context,
+            }
+            for job_id, row in zip(new_job_ids(len(rows)), rows, strict=True)
+        ]
+    )
+    result = session.connection().execute(sql.ENQUEUE_MANY, {"rows": encoded})
+    return list(result.scalars())
 
 
 def cancel(session: Session, job_id: uuid.UUID) -> bool:

@@ -61,12 +61,17 @@ class JobSpec:
 
     def check_payload(self, payload: object) -> dict[str, Any]:
         """Return `payload` if it is a JSON object that fits the handler, else raise."""
+        self.encode_payload(payload)
+        return payload  # type: ignore[return-value]  # checked to be a dict
+
+    def encode_payload(self, payload: object) -> str:
+        """Check `payload` like `check_payload` and return it as JSON text."""
         if not isinstance(payload, dict):
             raise InvalidPayload(
                 f"payload for job {self.name!r} must be a JSON object, got {type(payload).__name__}"
             )
         try:
-            json.dumps(payload, allow_nan=False)
+            encoded = json.dumps(payload, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidPayload(f"payload for job {self.name!r} is not JSON: {exc}") from None
         if self.context_param is not None and self.context_param in payload:
@@ -83,7 +88,7 @@ class JobSpec:
             ) from None
         for key, value in bound.arguments.items():
             _check_simple_type(self.name, signature.parameters[key], value)
-        return payload
+        return encoded
 
 
 def _payload_signature(func: Callable[..., Any], context_param: str | None) -> inspect.Signature:

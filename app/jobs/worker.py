@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
-from sqlalchemy import Engine, exc
+from sqlalchemy import Connection, Engine, exc
 
 from app.config import Settings
 from app.jobs import claims
@@ -36,6 +36,9 @@ from app.jobs.listener import Listener
 from app.jobs.registry import registry
 
 log = logging.getLogger(__name__)
+
+#: How long a finished job's outcome may wait for others to share its commit.
+LINGER = 0.002
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Worker:
         self._running: dict[tuple[object, int], Running] = {}
         self._unsaved: list[Outcome] = []
         self._signals = 0
+        self._conn: Connection | None = None
 
     # -- the loop -------------------------------------------------------------
 
@@ -128,11 +132,12 @@ class Worker:
         if not self._unsaved and free <= 0:
             return
         try:
-            with self.engine.begin() as conn:
-                saved = claims.save_outcomes(conn, self.id, self._unsaved)
-                claimed = claims.claim(conn, self.id, self.queues, free)
+            saved, claimed = claims.cycle(
+                self._connection(), self.id, self._unsaved, self.queues, free
+            )
         except exc.SQLAlchemyError as error:
             log.warning("database unavailable (%s); retrying", _describe(error))
+            self._drop_connection()
             self.stopping.wait(1.0)
             return
         for lost in saved.lost:
@@ -145,6 +150,27 @@ class Worker:
         self._unsaved = []
         for job in claimed:
             self._start(job)
+
+    def _connection(self) -> Connection:
+        """The loop's own connection: no pool checkout (and ping) per cycle.
+
+        Autocommit: each cycle is a single statement, so it needs no BEGIN and
+        COMMIT round trips of its own.
+        """
+        if self._conn is None or self._conn.invalidated or self._conn.closed:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if not self.settings.worker_synchronous_commit:
+                conn.exec_driver_sql("SET synchronous_commit = off")
+            self._conn = conn
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except exc.SQLAlchemyError:
+                pass
+        self._conn = None
 
     def _wait(self) -> None:
         """Sleep until a job finishes, a NOTIFY arrives, a timeout is due, or a poll is due."""
@@ -159,6 +185,9 @@ class Worker:
         if self._finished.empty():
             self._wake.wait(timeout)
         self._wake.clear()
+        if self._running and not self._finished.empty():
+            # Others are about to finish too: save them all in one commit.
+            time.sleep(LINGER)
 
     def _shut_down(self) -> int:
         """Let running jobs finish within the grace period, then release the rest."""
@@ -174,6 +203,7 @@ class Worker:
             self._wake.wait(min(0.2, max(0.0, deadline - time.monotonic())))
             self._wake.clear()
         self._cycle(claim=False)
+        self._drop_connection()
         leftover = [r.job for r in list(self._running.values())]
         try:
             with self.engine.begin() as conn:
@@ -260,8 +290,11 @@ class Worker:
             try:
                 with self.engine.begin() as conn:
                     alive = claims.heartbeat(conn, self.id, held)
+                still_held = {r.job.key for r in list(self._running.values())}
+                still_held |= {o.job.key for o in list(self._unsaved)}
                 for job in held:
-                    if job.job_id not in alive:
+                    # Jobs saved meanwhile are not running any more, but not lost.
+                    if job.job_id not in alive and job.key in still_held:
                         log.warning(
                             "job %s %s: claim lost (rescued by another worker)",
                             job.job_id,
