@@ -5,6 +5,7 @@
     python3 dev.py test    # the test suite (extra arguments go to pytest)
     python3 dev.py check   # ruff, mypy and the migration drift check
     python3 dev.py bench   # the queue benchmark
+    python3 dev.py faults [--long]  # the fault-injection suite (short by default)
 
 Creates `.venv` and installs the project into it on first use (again when
 pyproject.toml changes). Without DATABASE_URL, `up` runs an embedded
@@ -134,6 +135,16 @@ def check() -> int:
     return 0
 
 
+def faults(args: list[str]) -> int:
+    """Run the fault-injection suite; `--long` runs every scenario at full length."""
+    env = tool_env()
+    if "--long" in args:
+        args = [a for a in args if a != "--long"]
+        env["FAULTS_LONG"] = "1"
+    command = [str(BIN / "python"), "-m", "pytest", "tests/faults", "-m", "faults", *args]
+    return subprocess.run(command, cwd=ROOT, env=env).returncode
+
+
 def bench(args: list[str]) -> int:
     return subprocess.run(
         [str(BIN / "python"), "-m", "bench", *args], cwd=ROOT, env=tool_env()
@@ -144,7 +155,7 @@ def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):  # noqa: UP036 (run by whatever python3 is installed)
         sys.exit("Pillars needs Python 3.11 or newer")
     command, args = (argv[0], argv[1:]) if argv else ("up", [])
-    if command not in {"up", "test", "check", "bench"}:
+    if command not in {"up", "test", "check", "bench", "faults"}:
         sys.exit(__doc__)
     if not in_venv():
         python = ensure_venv()
@@ -155,6 +166,8 @@ def main(argv: list[str]) -> int:
         return test(args)
     if command == "check":
         return check()
+    if command == "faults":
+        return faults(args)
     return bench(args)
 
 

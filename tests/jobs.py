@@ -65,3 +65,8 @@ def progress(steps: int, ctx: JobContext) -> str:
 def crash() -> None:
     """Kill the whole worker process, like a segfault in a C extension would."""
     os.kill(os.getpid(), 9)
+
+
+@job("test.login", max_attempts=1)
+def login(user: str, password: str) -> None:
+    raise PermissionError(f"login refused for {user} with password {password!r}")

@@ -19,6 +19,7 @@ from typing import Any
 
 from app.jobs.context import JobContext
 from app.jobs.errors import Discard, InvalidPayload, JobTimeout, Retry, UnknownJob
+from app.jobs.redact import redact
 from app.jobs.registry import registry
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,13 @@ def backoff(attempt: int, *, base: float = 2.0, cap: float = 3600.0) -> float:
 
 
 def failure(job: Claimed, message: str, tb: str | None = None, **kw: Any) -> Outcome:
+    """An outcome for a failed attempt, with the payload's secrets cut out of the text."""
     kw.setdefault("delay", backoff(job.attempt))
-    if tb is not None and len(tb) > MAX_TRACEBACK_CHARS:
-        tb = "...\n" + tb[-MAX_TRACEBACK_CHARS:]
-    return Outcome(job, ok=False, message=message, traceback=tb, **kw)
+    if tb is not None:
+        tb = redact(tb, job.payload)
+        if len(tb) > MAX_TRACEBACK_CHARS:
+            tb = "...\n" + tb[-MAX_TRACEBACK_CHARS:]
+    return Outcome(job, ok=False, message=redact(message, job.payload), traceback=tb, **kw)
 
 
 def execute(
@@ -84,8 +88,9 @@ def execute(
         spec = registry.get(job.name)
         payload = spec.check_payload(job.payload)
     except (UnknownJob, InvalidPayload) as exc:
-        log.error("job %s %s cannot run: %s", job.job_id, job.name, exc)
-        return failure(job, str(exc))
+        outcome = failure(job, str(exc))
+        log.error("job %s %s cannot run: %s", job.job_id, job.name, outcome.message)
+        return outcome
     kwargs = dict(payload)
     if spec.context_param is not None:
         kwargs[spec.context_param] = JobContext(
@@ -112,8 +117,18 @@ def execute(
         log.error("job %s %s timed out after %ss", job.job_id, job.name, limit)
         return failure(job, f"timed out after {limit} s", traceback.format_exc())
     except (Exception, SystemExit) as exc:
-        log.exception("job %s %s failed on attempt %d", job.job_id, job.name, job.attempt)
-        return failure(job, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        outcome = failure(job, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        # Logged from the outcome, not with log.exception: the raw traceback
+        # may quote a secret from the payload.
+        log.error(
+            "job %s %s failed on attempt %d: %s\n%s",
+            job.job_id,
+            job.name,
+            job.attempt,
+            outcome.message,
+            outcome.traceback,
+        )
+        return outcome
     return Outcome(job, ok=True, result=_encode_result(job, result))
 
 

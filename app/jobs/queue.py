@@ -72,14 +72,17 @@ def _prepare(request: JobRequest) -> _Row:
     if request.run_at is not None and request.run_at.tzinfo is None:
         raise ValueError("run_at must be timezone-aware (naive times are ambiguous)")
     max_attempts = spec.max_attempts if request.max_attempts is None else request.max_attempts
-    if max_attempts < 1:
+    priority = spec.priority if request.priority is None else request.priority
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise ValueError(f"priority must be a whole number, got {priority!r}")
+    if not isinstance(max_attempts, int) or max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
     return _Row(
         name=spec.name,
         payload=payload,
         document=document,
         queue=request.queue or spec.queue,
-        priority=spec.priority if request.priority is None else int(request.priority),
+        priority=priority,
         run_at=request.run_at,
         delay=_seconds(request.delay),
         max_attempts=max_attempts,

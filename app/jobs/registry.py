@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from app.jobs.context import JobContext
 from app.jobs.errors import InvalidPayload, UnknownJob
+from app.jobs.redact import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,7 +66,16 @@ class JobSpec:
         return payload  # type: ignore[return-value]  # checked to be a dict
 
     def encode_payload(self, payload: object) -> str:
-        """Check `payload` like `check_payload` and return it as JSON text."""
+        """Check `payload` like `check_payload` and return it as JSON text.
+
+        Error messages never quote a secret-looking payload value.
+        """
+        try:
+            return self._encode(payload)
+        except InvalidPayload as exc:
+            raise InvalidPayload(redact(str(exc), payload)) from None
+
+    def _encode(self, payload: object) -> str:
         if not isinstance(payload, dict):
             raise InvalidPayload(
                 f"payload for job {self.name!r} must be a JSON object, got {type(payload).__name__}"

@@ -1,0 +1,159 @@
+"""Scenario 5: the database restarts or cuts connections in the middle of a run."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app.jobs import JobRequest, enqueue_many
+from tests.faults.conftest import FaultDatabase, Row
+from tests.faults.harness import Fleet, books, long_run, settled
+from tests.faults.server import PrivateServer
+from tests.processes import wait_for
+
+pytestmark = pytest.mark.faults
+
+
+def finished(db: FaultDatabase) -> int:
+    with db.engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM jobs WHERE state IN ('succeeded', 'failed')")
+            ).scalar_one()
+        )
+
+
+def progressed(db: FaultDatabase, target: int) -> Callable[[], bool]:
+    return lambda: finished(db) >= target
+
+
+def rescued(db: FaultDatabase) -> int:
+    """Jobs taken from a worker at least once (a restart must not cause any)."""
+    with db.engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM jobs WHERE errors::text LIKE '%lost:%'")
+            ).scalar_one()
+        )
+
+
+def enqueue_work(db: FaultDatabase, total: int, ledger: Path) -> None:
+    with Session(db.engine) as session:
+        enqueue_many(
+            session,
+            [
+                JobRequest(
+                    "faults.work",
+                    {"n": n, "seconds": random.uniform(0.05, 0.3), "ledger": str(ledger)},
+                )
+                for n in range(total)
+            ],
+        )
+        session.commit()
+
+
+def test_database_restart_mid_run_loses_nothing_and_kills_nobody(
+    private_server: PrivateServer,
+    fault_db: FaultDatabase,
+    fault_env: dict[str, str],
+    tmp_path: Path,
+    report: list[Row],
+) -> None:
+    total = 1000 if long_run() else 300
+    restarts = 3 if long_run() else 1
+    ledger = tmp_path / "ledger"
+    enqueue_work(fault_db, total, ledger)
+    fleet = Fleet(fault_env, 2, tmp_path, "--concurrency", "4")
+    first_pids = fleet.alive()
+    worst = 0.0
+    try:
+        for restart in range(restarts):
+            target = total * (restart + 1) // (restarts + 2)
+            wait_for(progressed(fault_db, target), timeout=120, what="progress")
+            before = finished(fault_db)
+            private_server.restart()
+            back = time.monotonic()
+            wait_for(progressed(fault_db, before + 10), timeout=60, what="work to resume")
+            worst = max(worst, time.monotonic() - back)
+        wait_for(lambda: settled(fault_db.engine, total), timeout=300, what="every job")
+        survivors = fleet.alive()
+    finally:
+        codes = fleet.close()
+    result = books(fault_db.engine, total, ledger)
+    false_rescues = rescued(fault_db)
+    report.append(
+        Row(
+            "5a PostgreSQL restart",
+            f"{total} jobs, 2x4 slots",
+            f"{restarts} pg_ctl restart -m fast",
+            total,
+            result.states["succeeded"],
+            result.states["failed"],
+            result.lost,
+            f"{result.duplicates} ({false_rescues} rescued)",
+            f"{worst:.1f} s to resume",
+        )
+    )
+    assert survivors == first_pids and fleet.restarts == 0  # no process died
+    assert codes == [0, 0]
+    assert result.lost == 0 and result.states["succeeded"] == total
+    assert false_rescues == 0
+
+
+def test_killed_connections_are_replaced(
+    fault_db: FaultDatabase, fault_env: dict[str, str], tmp_path: Path, report: list[Row]
+) -> None:
+    total = 400 if long_run() else 200
+    ledger = tmp_path / "ledger"
+    fleet = Fleet(fault_env, 2, tmp_path, "--concurrency", "4")
+    kills = 0
+    try:
+        wait_for(lambda: len(backends(fault_db, "pillars-listener")) == 2, what="listeners")
+        enqueue_work(fault_db, total, ledger)
+        for application in ("pillars-listener", "pillars", "pillars-listener", "pillars"):
+            wait_for(lambda: finished(fault_db) > 0, what="progress")
+            for pid in backends(fault_db, application):
+                with fault_db.engine.connect() as conn:
+                    conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                kills += 1
+            time.sleep(0.5)
+        wait_for(lambda: settled(fault_db.engine, total), timeout=120, what="every job")
+        wait_for(lambda: len(backends(fault_db, "pillars-listener")) == 2, what="listeners back")
+        survivors = fleet.restarts
+    finally:
+        fleet.close()
+    result = books(fault_db.engine, total, ledger)
+    report.append(
+        Row(
+            "5b pg_terminate_backend",
+            f"{total} jobs, 2x4 slots",
+            f"{kills} connections killed (LISTEN and work)",
+            total,
+            result.states["succeeded"],
+            result.states["failed"],
+            result.lost,
+            f"{result.duplicates} ({rescued(fault_db)} rescued)",
+            "-",
+        )
+    )
+    assert survivors == 0 and result.lost == 0 and result.states["succeeded"] == total
+    assert rescued(fault_db) == 0
+
+
+def backends(db: FaultDatabase, application: str) -> list[int]:
+    with db.engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = :app "
+                    "AND datname = current_database()"
+                ),
+                {"app": application},
+            ).scalars()
+        )
