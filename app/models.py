@@ -151,11 +151,24 @@ class Worker(Base):
     #: The queues it claims from; NULL means every queue.
     queues: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     concurrency: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    #: The job names this process can run, so jobs nobody can run are noticed.
+    job_names: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     lock_key: Mapped[int] = mapped_column(Integer, Identity(always=False), unique=True)
     started_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
     heartbeat_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
 
     __table_args__ = (CheckConstraint("kind IN ('worker', 'cron')", name="kind"),)
+
+
+class QueuePause(Base):
+    """A paused queue: no worker anywhere claims from it until the row is deleted."""
+
+    __tablename__ = "queue_pauses"
+
+    queue: Mapped[str] = mapped_column(Text, primary_key=True)
+    paused_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    #: Who paused it, for the people wondering why nothing runs.
+    paused_by: Mapped[str] = mapped_column(Text, server_default=text("''"))
 
 
 class CronState(Base):

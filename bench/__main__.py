@@ -14,6 +14,7 @@ import statistics
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -26,7 +27,7 @@ from bench import pillars, raw
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def databases(base_url: str | None, tmp: Path) -> tuple[str, str, object]:
+def databases(base_url: str | None, tmp: Path) -> tuple[str, str, Any]:
     """Return (raw dsn, pillars URL, server handle) for two fresh databases."""
     import psycopg
 
@@ -138,7 +139,8 @@ def main() -> int:
                     flush=True,
                 )
         engine.dispose()
-        del server
+        if server is not None:
+            server.cleanup()  # before its folder goes
     return 0
 
 

@@ -62,4 +62,4 @@ def test_claim_walks_the_claim_index_without_sorting_the_backlog(
     picking = explained.split("CTE picked")[1].split("CTE claimed")[0]
     assert f"Index Scan using {index} on jobs" in picking, explained
     assert "Sort" not in picking, explained  # (the 10 claimed rows are sorted afterwards)
-    assert "Seq Scan" not in explained, explained
+    assert "Seq Scan on jobs" not in explained, explained

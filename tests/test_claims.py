@@ -10,7 +10,15 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from app.jobs import JobRequest, claims, enqueue, enqueue_many, sql
+from app.jobs import (
+    JobRequest,
+    claims,
+    enqueue,
+    enqueue_many,
+    pause_queue,
+    resume_queue,
+    sql,
+)
 from app.jobs.execution import Claimed, Outcome, backoff, execute
 from app.models import Job
 
@@ -77,6 +85,19 @@ def test_claim_takes_only_due_jobs_of_the_given_queues(db: Engine) -> None:
     assert [j.job_id for j in claim(db, "w", queues=["mail", "other"])] == [other]
     assert claim(db, "w") == []
     assert job_row(db, later).state == "queued"
+
+
+def test_paused_queue_is_not_claimed_until_resumed(db: Engine) -> None:
+    with Session(db) as session:
+        job_id = enqueue(session, "test.add", {"a": 1}, queue="mail")
+        pause_queue(session, "mail", paused_by="ops")
+        session.commit()
+    assert claim(db, "w") == []
+    assert claim(db, "w", queues=["mail"]) == []
+    with Session(db) as session:
+        resume_queue(session, "mail")
+        session.commit()
+    assert [j.job_id for j in claim(db, "w")] == [job_id]
 
 
 def test_claim_counts_the_attempt_and_records_the_owner(db: Engine) -> None:

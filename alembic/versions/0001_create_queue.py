@@ -1,4 +1,4 @@
-"""Create the queue: jobs, workers, cron_state, and the NOTIFY trigger.
+"""Create the queue: jobs, workers, queue_pauses, cron_state, and the NOTIFY trigger.
 
 Revision ID: 291ad41cadeb
 Revises: 
@@ -61,6 +61,12 @@ def upgrade() -> None:
     op.create_index('ix_jobs_running', 'jobs', ['heartbeat_at'], unique=False, postgresql_where=sa.text("state = 'running'"))
     op.create_index('uq_jobs_cron_occurrence', 'jobs', ['cron_name', 'scheduled_for'], unique=True, postgresql_where=sa.text('cron_name IS NOT NULL'))
     op.create_index('uq_jobs_unique_key', 'jobs', ['unique_key'], unique=True, postgresql_where=sa.text("unique_key IS NOT NULL AND state IN ('queued', 'running')"))
+    op.create_table('queue_pauses',
+    sa.Column('queue', sa.Text(), nullable=False),
+    sa.Column('paused_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('paused_by', sa.Text(), server_default=sa.text("''"), nullable=False),
+    sa.PrimaryKeyConstraint('queue', name=op.f('pk_queue_pauses'))
+    )
     op.create_table('workers',
     sa.Column('worker_id', sa.Text(), nullable=False),
     sa.Column('kind', sa.String(length=16), server_default=sa.text("'worker'"), nullable=False),
@@ -68,6 +74,7 @@ def upgrade() -> None:
     sa.Column('pid', sa.Integer(), nullable=False),
     sa.Column('queues', postgresql.ARRAY(sa.Text()), nullable=True),
     sa.Column('concurrency', sa.Integer(), server_default=sa.text('1'), nullable=False),
+    sa.Column('job_names', postgresql.ARRAY(sa.Text()), server_default=sa.text("'{}'"), nullable=False),
     sa.Column('lock_key', sa.Integer(), sa.Identity(always=False), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('heartbeat_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
@@ -105,6 +112,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER jobs_notify ON jobs")
     op.execute("DROP FUNCTION pillars_notify_jobs()")
     op.drop_table('workers')
+    op.drop_table('queue_pauses')
     op.drop_index('uq_jobs_unique_key', table_name='jobs', postgresql_where=sa.text("unique_key IS NOT NULL AND state IN ('queued', 'running')"))
     op.drop_index('uq_jobs_cron_occurrence', table_name='jobs', postgresql_where=sa.text('cron_name IS NOT NULL'))
     op.drop_index('ix_jobs_running', table_name='jobs', postgresql_where=sa.text("state = 'running'"))

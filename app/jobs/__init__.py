@@ -5,7 +5,14 @@ Import from here; the submodules are the implementation.
 
 from app.jobs.context import JobContext
 from app.jobs.errors import Discard, InvalidPayload, Retry, UnknownJob
-from app.jobs.queue import JobRequest, cancel, enqueue, enqueue_many
+from app.jobs.queue import (
+    JobRequest,
+    cancel,
+    enqueue,
+    enqueue_many,
+    pause_queue,
+    resume_queue,
+)
 from app.jobs.registry import job, load_job_modules, registry
 
 __all__ = [
@@ -20,5 +27,7 @@ __all__ = [
     "enqueue_many",
     "job",
     "load_job_modules",
+    "pause_queue",
     "registry",
+    "resume_queue",
 ]

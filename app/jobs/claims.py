@@ -169,6 +169,7 @@ def register(
     pid: int,
     queues: Sequence[str] | None,
     concurrency: int,
+    job_names: Sequence[str] = (),
 ) -> int:
     """Record a live process and return the key of the life lock it must hold."""
     return int(
@@ -181,6 +182,7 @@ def register(
                 "pid": pid,
                 "queues": None if queues is None else list(queues),
                 "concurrency": concurrency,
+                "job_names": list(job_names),
             },
         ).scalar_one()
     )

@@ -191,6 +191,16 @@ def enqueue_many(session: Session, requests: Iterable[JobRequest]) -> list[uuid.
     return list(result.scalars())
 
 
+def pause_queue(session: Session, queue: str, paused_by: str = "") -> None:
+    """Stop every worker from claiming from `queue` (running jobs finish); does not commit."""
+    session.connection().execute(sql.PAUSE_QUEUE, {"queue": queue, "paused_by": paused_by})
+
+
+def resume_queue(session: Session, queue: str) -> None:
+    """Let workers claim from `queue` again; they wake when the caller commits."""
+    session.connection().execute(sql.RESUME_QUEUE, {"queue": queue})
+
+
 def cancel(session: Session, job_id: uuid.UUID) -> bool:
     """Cancel a job that has not started yet; returns False if it already runs or ended."""
     return session.execute(sql.CANCEL, {"job_id": job_id}).scalar_one_or_none() is not None

@@ -117,6 +117,8 @@ failed AS ({_FAIL}),
 picked AS (
     SELECT job_id FROM jobs
     WHERE state = 'queued' AND run_at <= now() {{queue_filter}}
+      -- A handful of rows at most, hashed once per statement.
+      AND queue NOT IN (SELECT queue FROM queue_pauses)
     -- Matches ix_jobs_claim / ix_jobs_claim_queue column for column, so the
     -- planner walks the index and stops after LIMIT rows instead of sorting
     -- the whole backlog.
@@ -182,8 +184,9 @@ RETURNING j.job_id
 """)
 
 REGISTER_WORKER = text("""
-INSERT INTO workers (worker_id, kind, hostname, pid, queues, concurrency)
-VALUES (:worker_id, :kind, :hostname, :pid, CAST(:queues AS text[]), :concurrency)
+INSERT INTO workers (worker_id, kind, hostname, pid, queues, concurrency, job_names)
+VALUES (:worker_id, :kind, :hostname, :pid, CAST(:queues AS text[]), :concurrency,
+        CAST(:job_names AS text[]))
 ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()
 RETURNING lock_key
 """)
@@ -251,6 +254,17 @@ RETURNING j.job_id, j.name, j.state, j.last_error
 FORGET_DEAD_WORKERS = text(f"""
 DELETE FROM workers WHERE worker_id IN ({_DEAD_WORKERS})
 RETURNING worker_id
+""")
+
+PAUSE_QUEUE = text("""
+INSERT INTO queue_pauses (queue, paused_by) VALUES (:queue, :paused_by)
+ON CONFLICT (queue) DO NOTHING
+""")
+
+# Resuming wakes the workers at once instead of at their next poll.
+RESUME_QUEUE = text("""
+WITH resumed AS (DELETE FROM queue_pauses WHERE queue = :queue RETURNING queue)
+SELECT pg_notify('pillars_jobs', queue) FROM resumed
 """)
 
 CANCEL = text("""
