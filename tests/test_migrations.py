@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,51 +18,42 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def empty_database(database_url: str) -> str:
+def empty_database(database_url: str) -> Iterator[tuple[str, Config]]:
+    """An empty database and an Alembic config aimed at it (through DATABASE_URL)."""
     admin = with_database(database_url, "postgres").replace("+psycopg", "")
     create_database(admin, "pillars_migrations")
-    return normalize_database_url(with_database(database_url, "pillars_migrations"))
-
-
-def alembic_config(url: str) -> Config:
+    url = normalize_database_url(with_database(database_url, "pillars_migrations"))
     os.environ["DATABASE_URL"] = url
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes["configure_logger"] = False
-    return config
+    yield url, config
+    os.environ["DATABASE_URL"] = database_url
 
 
 def test_upgrade_head_on_an_empty_database_creates_every_table(
-    empty_database: str, database_url: str
+    empty_database: tuple[str, Config],
 ) -> None:
-    try:
-        command.upgrade(alembic_config(empty_database), "head")
-        engine = create_engine(empty_database)
-        with engine.connect() as conn:
-            tables = set(inspect(conn).get_table_names())
-            trigger = conn.execute(
-                text("SELECT count(*) FROM pg_trigger WHERE tgname = 'jobs_notify'")
-            ).scalar_one()
-        engine.dispose()
-        assert {"jobs", "workers", "cron_state", "alembic_version"} <= tables
-        assert trigger == 1
-    finally:
-        os.environ["DATABASE_URL"] = database_url
+    url, config = empty_database
+    command.upgrade(config, "head")
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+        trigger = conn.execute(
+            text("SELECT count(*) FROM pg_trigger WHERE tgname = 'jobs_notify'")
+        ).scalar_one()
+    engine.dispose()
+    assert {"jobs", "workers", "queue_pauses", "cron_state", "alembic_version"} <= tables
+    assert trigger == 1
 
 
-def test_models_and_migrations_do_not_drift(empty_database: str, database_url: str) -> None:
-    try:
-        config = alembic_config(empty_database)
-        command.upgrade(config, "head")
-        command.check(config)  # raises when autogenerate would emit anything
-    finally:
-        os.environ["DATABASE_URL"] = database_url
+def test_models_and_migrations_do_not_drift(empty_database: tuple[str, Config]) -> None:
+    _, config = empty_database
+    command.upgrade(config, "head")
+    command.check(config)  # raises when autogenerate would emit anything
 
 
-def test_downgrade_round_trip(empty_database: str, database_url: str) -> None:
-    try:
-        config = alembic_config(empty_database)
-        command.upgrade(config, "head")
-        command.downgrade(config, "base")
-        command.upgrade(config, "head")
-    finally:
-        os.environ["DATABASE_URL"] = database_url
+def test_downgrade_round_trip(empty_database: tuple[str, Config]) -> None:
+    _, config = empty_database
+    command.upgrade(config, "head")
+    command.downgrade(config, "base")
+    command.upgrade(config, "head")
