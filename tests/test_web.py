@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -47,7 +48,7 @@ def test_readyz_is_503_before_the_migrations_have_run(
     try:
         command.upgrade(alembic_config(behind), "291ad41cadeb")
     finally:
-        command.upgrade(alembic_config(database_url), "head")  # restores DATABASE_URL
+        os.environ["DATABASE_URL"] = database_url
     app_on.append(create_app({"PILLARS_SETTINGS": replace(settings, database_url=behind)}))
     response = app_on[0].test_client().get("/readyz")
     assert response.status_code == 503
