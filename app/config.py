@@ -91,6 +91,23 @@ class Settings:
     #: Finished jobs older than this are pruned by the maintenance job.
     job_retention_days: float = 14.0
     secret_key: str = field(default="dev", repr=False)
+    #: Where people reach the site; links in emails start with it.
+    site_url: str = "http://127.0.0.1:5000"
+    #: Largest CSV a user may upload, in bytes.
+    upload_max_bytes: int = 2 * 1024 * 1024
+    #: Uploads and the reports built from them are pruned after this many days.
+    export_retention_days: float = 7.0
+    #: Failed sign-ins per email address within `login_window` before refusing more.
+    login_max_failures: int = 5
+    login_window: float = 900.0
+    mail_from: str = "Pillars <noreply@localhost>"
+    #: Without an SMTP host, mail is written as .eml files into this folder.
+    mail_dir: str = ".pillars/mail"
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -115,6 +132,18 @@ class Settings:
             worker_synchronous_commit=_bool(env, "WORKER_SYNCHRONOUS_COMMIT", False),
             job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
             secret_key=env.get("SECRET_KEY", "dev"),
+            site_url=env.get("SITE_URL", cls.site_url).rstrip("/"),
+            upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", cls.upload_max_bytes),
+            export_retention_days=_float(env, "EXPORT_RETENTION_DAYS", cls.export_retention_days),
+            login_max_failures=_int(env, "LOGIN_MAX_FAILURES", cls.login_max_failures),
+            login_window=_float(env, "LOGIN_WINDOW", cls.login_window),
+            mail_from=env.get("MAIL_FROM", cls.mail_from),
+            mail_dir=env.get("MAIL_DIR", cls.mail_dir),
+            smtp_host=env.get("SMTP_HOST", "").strip(),
+            smtp_port=_int(env, "SMTP_PORT", cls.smtp_port),
+            smtp_starttls=_bool(env, "SMTP_STARTTLS", cls.smtp_starttls),
+            smtp_username=env.get("SMTP_USERNAME", ""),
+            smtp_password=env.get("SMTP_PASSWORD", ""),
         )
 
 

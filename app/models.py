@@ -11,12 +11,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     Float,
+    ForeignKey,
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -180,3 +183,66 @@ class CronState(Base):
     #: The occurrence most recently enqueued (not the time of a loop tick).
     last_run_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+
+
+class User(Base):
+    """A person who signs in. Emails are stored lower-cased, so one address is one account."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
+    email: Mapped[str] = mapped_column(Text, unique=True)
+    #: Werkzeug's salted hash (scrypt); the password itself is never stored.
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+
+    __table_args__ = (CheckConstraint("email = lower(email)", name="email_lower"),)
+
+
+class LoginAttempt(Base):
+    """A failed sign-in, kept in the database so every web process counts the same failures."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    email: Mapped[str] = mapped_column(Text)
+    remote_addr: Mapped[str] = mapped_column(Text)
+    attempted_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+
+    __table_args__ = (
+        # The rate limit counts recent failures per address, newest first.
+        Index("ix_login_attempts_email", "email", "attempted_at"),
+        Index("ix_login_attempts_remote_addr", "remote_addr", "attempted_at"),
+    )
+
+
+class Export(Base):
+    """A user's uploaded CSV and, once the worker has built it, its report.
+
+    Files live in the database so a web process and a worker on different
+    machines both reach them. The large columns are deferred: listing exports
+    never loads them. Progress and failures are read from the build job.
+    """
+
+    __tablename__ = "exports"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(Text)
+    row_count: Mapped[int] = mapped_column(Integer)
+    column_count: Mapped[int] = mapped_column(Integer)
+    upload: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    #: The `reports.build` job; no foreign key, since finished jobs are pruned first.
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), unique=True)
+    report_pdf: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    report_csv: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    #: Why the report could not be built, in words for the user.
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        # "My exports, newest first" and pruning by age.
+        Index("ix_exports_user_id", "user_id", "created_at"),
+        Index("ix_exports_created_at", "created_at"),
+    )

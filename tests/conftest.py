@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,12 +12,15 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.config import Config
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import make_engine
 from app.jobs import load_job_modules
+from app.web import create_app
 from tests.database import prepare_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,14 +38,20 @@ FAST = {
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated, empty database; DATABASE_URL points at it for this process."""
-    url, server = prepare_database(tmp_path_factory.mktemp("db", numbered=True))
-    os.environ.update(FAST, DATABASE_URL=url)
+    # A folder of this run's own: pytest's numbered folders are shared with
+    # (and cleaned up by) other pytest runs on the machine.
+    root = Path(tempfile.mkdtemp(prefix="pillars-test-"))
+    url, server = prepare_database(root)
+    mail_dir = str(tmp_path_factory.mktemp("mail"))
+    os.environ.update(FAST, DATABASE_URL=url, MAIL_DIR=mail_dir)
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes["configure_logger"] = False
     command.upgrade(config, "head")
     load_job_modules(["tests.jobs"])
     yield url
-    del server  # the embedded server stops when the last handle goes
+    if server is not None:
+        server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +70,9 @@ def engine(settings: Settings) -> Iterator[Engine]:
 def db(engine: Engine) -> Engine:
     """The engine, with every table emptied first: for tests that commit."""
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE jobs, workers, queue_pauses, cron_state"))
+        conn.execute(
+            text("TRUNCATE jobs, workers, queue_pauses, cron_state, users, login_attempts, exports")
+        )
     return engine
 
 
@@ -74,3 +87,26 @@ def session(db: Engine) -> Iterator[Session]:
 def process_env(database_url: str) -> dict[str, Any]:
     """Environment for worker and cron subprocesses: same database, fast intervals."""
     return {**os.environ, **FAST, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture
+def app(db: Engine) -> Iterator[Flask]:
+    """The app on an empty database, configured for tests (CSRF stays on)."""
+    app = create_app({"TESTING": True})
+    yield app
+    app.extensions["pillars_engine"].dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client for the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def mailbox(settings: Settings) -> Path:
+    """The folder development mail goes to, emptied for this test."""
+    folder = Path(settings.mail_dir)
+    for message in folder.glob("*.eml"):
+        message.unlink()
+    return folder

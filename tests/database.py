@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from alembic.config import Config
 
 
 def start_embedded(data_dir: Path) -> Any:
@@ -50,3 +51,11 @@ def prepare_database(tmp_root: Path) -> tuple[str, Any]:
     server = start_embedded(tmp_root / "pg")
     create_database(server.get_uri(), "pillars_test")
     return server.get_uri("pillars_test"), server
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config aimed at `url` (Alembic reads DATABASE_URL; the caller restores it)."""
+    os.environ["DATABASE_URL"] = url
+    config = Config(str(Path(__file__).resolve().parent.parent / "alembic.ini"))
+    config.attributes["configure_logger"] = False
+    return config

@@ -25,6 +25,20 @@ def start(script: str, env: Mapping[str, str], *args: str, log: Path) -> subproc
         )
 
 
+def start_module(
+    module: str, env: Mapping[str, str], *args: str, log: Path
+) -> subprocess.Popen[bytes]:
+    """Start `python -m module args` (e.g. gunicorn) in the project root, output to `log`."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
     """Poll `predicate` until it returns something truthy; fail after a generous deadline."""
     deadline = time.monotonic() + timeout

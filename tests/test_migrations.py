@@ -12,7 +12,7 @@ from alembic.config import Config
 from sqlalchemy import create_engine, inspect, text
 
 from app.config import normalize_database_url
-from tests.database import create_database, with_database
+from tests.database import alembic_config, create_database, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,10 +23,7 @@ def empty_database(database_url: str) -> Iterator[tuple[str, Config]]:
     admin = with_database(database_url, "postgres").replace("+psycopg", "")
     create_database(admin, "pillars_migrations")
     url = normalize_database_url(with_database(database_url, "pillars_migrations"))
-    os.environ["DATABASE_URL"] = url
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["configure_logger"] = False
-    yield url, config
+    yield url, alembic_config(url)
     os.environ["DATABASE_URL"] = database_url
 
 

@@ -221,3 +221,12 @@ def test_worker_and_job_modules_never_import_flask() -> None:
         "sys.exit('flask' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_the_site_jobs_load_without_flask_or_the_pdf_library() -> None:
+    code = (
+        "import sys; from app.jobs import load_job_modules; load_job_modules();"
+        "import app.accounts.jobs, app.reports.jobs, app.mail;"
+        "sys.exit(bool({'flask', 'reportlab'} & set(sys.modules)))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

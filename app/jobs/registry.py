@@ -23,7 +23,7 @@ from app.jobs.redact import redact
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The application's own job modules, always loaded by every process.
-APP_JOB_MODULES = ("app.jobs.maintenance",)
+APP_JOB_MODULES = ("app.jobs.maintenance", "app.accounts.jobs", "app.reports.jobs")
 
 _SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),

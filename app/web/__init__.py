@@ -10,19 +10,31 @@ from flask import Flask
 from app.config import Settings
 from app.jobs import load_job_modules
 
+#: Room for the multipart envelope around the largest file a user may upload.
+UPLOAD_ENVELOPE = 64 * 1024
+
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app; `test_config` overrides settings in tests."""
     app = Flask(__name__)
     settings = Settings.from_env()
-    app.config.from_mapping(SECRET_KEY=settings.secret_key, PILLARS_SETTINGS=settings)
+    app.config.from_mapping(
+        SECRET_KEY=settings.secret_key,
+        PILLARS_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.upload_max_bytes + UPLOAD_ENVELOPE,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
     if test_config is not None:
         app.config.from_mapping(test_config)
     # The web tier validates payloads at enqueue, so it knows every job name.
-    load_job_modules(settings.job_modules)
+    load_job_modules(app.config["PILLARS_SETTINGS"].job_modules)
 
-    from app.web import db, health
+    from app.web import api, auth, db, errors, exports, health, pages, security, users
 
     db.init_app(app)
-    app.register_blueprint(health.bp)
+    security.init_app(app)
+    errors.init_app(app)
+    app.context_processor(lambda: {"current_user": users.current_user})
+    for module in (health, pages, auth, exports, api):
+        app.register_blueprint(module.bp)
     return app

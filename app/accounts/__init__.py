@@ -1,0 +1,31 @@
+"""Accounts: signing up, signing in with a rate limit, and resetting a forgotten password.
+
+Plain functions over a SQLAlchemy session, with no Flask in sight, so the
+worker's mail jobs and the web tier share them. None of them commits: the
+caller owns the transaction, so a user row and its welcome email commit
+together or not at all.
+"""
+
+from app.accounts.service import (
+    EmailTaken,
+    TooManyAttempts,
+    authenticate,
+    change_password,
+    normalize_email,
+    request_password_reset,
+    sign_up,
+)
+from app.accounts.tokens import fingerprint, reset_token, user_for_reset_token
+
+__all__ = [
+    "EmailTaken",
+    "TooManyAttempts",
+    "authenticate",
+    "change_password",
+    "fingerprint",
+    "normalize_email",
+    "request_password_reset",
+    "reset_token",
+    "sign_up",
+    "user_for_reset_token",
+]

@@ -1,0 +1,59 @@
+"""Sending email: over SMTP when SMTP_HOST is set, otherwise into a folder.
+
+Only the worker sends mail (from job handlers), so a slow or unreachable mail
+server never holds up a request. Delivery is at least once, like the jobs
+that call it: a message is keyed by the job that sends it, so a rerun
+overwrites the same file, and over SMTP carries the same Message-ID, which
+lets a receiving server drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from email.message import EmailMessage
+from pathlib import Path
+
+from app.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def compose(settings: Settings, to: str, subject: str, body: str, key: str) -> EmailMessage:
+    """Build a plain-text message; `key` (e.g. the job id) makes its Message-ID stable."""
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = f"<{key}@pillars>"
+    message.set_content(body)
+    return message
+
+
+def send(settings: Settings, message: EmailMessage, key: str) -> None:
+    """Deliver `message` over SMTP, or write it to `MAIL_DIR/<key>.eml` without SMTP_HOST."""
+    if settings.smtp_host:
+        _send_smtp(settings, message)
+        log.info("mail %s sent to %s over SMTP", key, message["To"])
+    else:
+        path = _write(Path(settings.mail_dir), message, key)
+        log.info("mail %s to %s written to %s", key, message["To"], path)
+
+
+def _send_smtp(settings: Settings, message: EmailMessage) -> None:
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp:
+        if settings.smtp_starttls:
+            smtp.starttls()
+        if settings.smtp_username:
+            smtp.login(settings.smtp_username, settings.smtp_password)
+        smtp.send_message(message)
+
+
+def _write(folder: Path, message: EmailMessage, key: str) -> Path:
+    """Write the message atomically, so a reader never sees half a file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.eml"
+    partial = folder / f".{key}.eml.partial"
+    partial.write_bytes(message.as_bytes())
+    partial.replace(path)
+    return path

@@ -1,0 +1,28 @@
+"""Gunicorn settings for the web pillar in production: `gunicorn -c gunicorn.conf.py`.
+
+Each worker process builds its own app (and database pool) after the fork:
+connections must never be shared across processes. Requests only validate,
+write and enqueue, so a few threads per process keep the database pool busy
+without holding a CPU core for long.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+wsgi_app = "app.web:create_app()"
+bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+worker_class = "gthread"
+#: Stay below the app's pool (5 + 5 overflow per process) so no thread waits for a connection.
+threads = int(os.environ.get("WEB_THREADS", "4"))
+preload_app = False
+timeout = 30
+graceful_timeout = 25
+keepalive = 5
+#: Recycle workers now and then, staggered, so slow leaks never add up.
+max_requests = 5_000
+max_requests_jitter = 500
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # empty: no access log
+errorlog = "-"

@@ -1,0 +1,71 @@
+"""Email leaves over SMTP when configured, to a real (local) SMTP server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import replace
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from app import mail
+from app.config import Settings
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message it is sent."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.envelopes.append(envelope)
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server on a loopback port, in a thread."""
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+def received(envelope: Envelope) -> Message:
+    content: Any = envelope.content
+    return message_from_bytes(content)
+
+
+def test_mail_goes_over_smtp_when_a_host_is_set(
+    settings: Settings, smtp_server: tuple[Inbox, int]
+) -> None:
+    inbox, port = smtp_server
+    config = replace(settings, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
+    message = mail.compose(config, "ada@example.com", "Hello", "Hi Ada.", "job-1")
+    mail.send(config, message, "job-1")
+    [envelope] = inbox.envelopes
+    assert envelope.rcpt_tos == ["ada@example.com"]
+    got = received(envelope)
+    assert (got["Subject"], got["Message-ID"]) == ("Hello", "<job-1@pillars>")
+    assert "Hi Ada." in got.get_payload()
+
+
+def test_a_mail_server_that_is_down_raises_so_the_job_is_retried(settings: Settings) -> None:
+    config = replace(settings, smtp_host="127.0.0.1", smtp_port=free_port(), smtp_starttls=False)
+    message = mail.compose(config, "ada@example.com", "Hello", "Hi.", "job-2")
+    with pytest.raises(OSError):
+        mail.send(config, message, "job-2")

@@ -1,0 +1,192 @@
+"""Accounts through the site: sign up, sign in with a rate limit, sign out, reset a password."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from app.jobs.testing import assert_enqueued, drain
+from app.models import Job, LoginAttempt, User
+from app.web import create_app
+from tests.web import PASSWORD, body, log_in, messages, sign_up, submit
+
+
+def count(session: Session, model: type[object]) -> int:
+    return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_signup_creates_the_user_and_queues_the_welcome_email_together(
+    client: FlaskClient, session: Session
+) -> None:
+    response = sign_up(client, "Ada@Example.com ")
+    assert response.status_code == 303 and response.headers["Location"] == "/exports"
+    user = session.scalars(select(User)).one()
+    assert user.email == "ada@example.com" and PASSWORD not in user.password_hash
+    assert_enqueued(session, "accounts.send_welcome", {"user_id": user.id})
+    assert client.get("/exports").status_code == 200  # signed in
+
+
+def test_welcome_email_is_written_to_the_mail_folder_without_smtp(
+    client: FlaskClient, db: Engine, mailbox: Path
+) -> None:
+    sign_up(client, "ada@example.com")
+    assert len(drain(db).succeeded) == 1
+    [welcome] = messages(mailbox, "ada@example.com")
+    assert welcome["Subject"] == "Welcome to Pillars"
+    assert "/exports" in body(welcome)
+
+
+def test_signup_with_a_taken_email_answers_400_and_writes_nothing(
+    app: Flask, session: Session
+) -> None:
+    sign_up(app.test_client(), "ada@example.com")
+    response = sign_up(app.test_client(), "ADA@example.com")
+    assert response.status_code == 400
+    assert "exists already" in response.get_data(as_text=True)
+    assert (count(session, User), count(session, Job)) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "Enter your email address."),
+        ({"email": "ada@example.com"}, "Choose a password."),
+        ({"email": "not-an-address", "password": PASSWORD}, "like name@example.com"),
+        ({"email": "ada@example.com", "password": "short"}, "8 to 200 characters"),
+    ],
+)
+def test_signup_with_bad_input_answers_400_with_the_reason(
+    client: FlaskClient, session: Session, data: dict[str, object], message: str
+) -> None:
+    response = submit(client, "/signup", data)
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert (count(session, User), count(session, Job)) == (0, 0)
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(
+    client: FlaskClient, session: Session
+) -> None:
+    response = client.post("/signup", data={"email": "ada@example.com", "password": PASSWORD})
+    assert response.status_code == 400
+    assert "did not come from this site" in response.get_data(as_text=True)
+    assert count(session, User) == 0
+
+
+def test_login_with_the_right_password_signs_in_and_goes_where_it_was_asked(
+    app: Flask,
+) -> None:
+    sign_up(app.test_client(), "ada@example.com")
+    client = app.test_client()
+    assert client.get("/exports").headers["Location"] == "/login?next=/exports"
+    response = submit(
+        client,
+        "/login?next=/exports",
+        {"email": "ada@example.com", "password": PASSWORD},
+    )
+    assert response.status_code == 303 and response.headers["Location"] == "/exports"
+
+
+def test_login_never_redirects_to_another_site(app: Flask) -> None:
+    sign_up(app.test_client(), "ada@example.com")
+    client = app.test_client()
+    data = {"email": "ada@example.com", "password": PASSWORD}
+    response = submit(client, "/login?next=//evil.example/", data, page="/login")
+    assert response.headers["Location"] == "/exports"
+
+
+def test_a_wrong_password_or_unknown_email_get_the_same_answer(
+    app: Flask, session: Session
+) -> None:
+    sign_up(app.test_client(), "ada@example.com")
+    wrong = log_in(app.test_client(), "ada@example.com", "not the password")
+    unknown = log_in(app.test_client(), "bob@example.com")
+    for response in (wrong, unknown):
+        assert response.status_code == 400
+        assert "The email or the password is wrong." in response.get_data(as_text=True)
+    assert count(session, LoginAttempt) == 2
+
+
+def test_login_is_refused_after_too_many_failures_in_every_web_process(app: Flask) -> None:
+    sign_up(app.test_client(), "ada@example.com")
+    for _ in range(app.config["PILLARS_SETTINGS"].login_max_failures):
+        assert log_in(app.test_client(), "ada@example.com", "guess").status_code == 400
+    other_process = create_app({"TESTING": True})  # its own engine: shares only the database
+    try:
+        response = log_in(other_process.test_client(), "ada@example.com")
+    finally:
+        other_process.extensions["pillars_engine"].dispose()
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+    assert "Too many failed sign-ins" in response.get_data(as_text=True)
+
+
+def test_logout_takes_a_post_and_signs_out(client: FlaskClient) -> None:
+    sign_up(client, "ada@example.com")
+    assert client.get("/logout").status_code == 405
+    assert submit(client, "/logout", {}, page="/exports").status_code == 303
+    assert client.get("/exports").status_code == 303
+
+
+def reset_link(mailbox: Path, to: str) -> str:
+    [message] = [m for m in messages(mailbox, to) if "Reset" in m["Subject"]]
+    match = re.search(r"http://[^/]+(/reset/\S+)", body(message))
+    assert match
+    return match.group(1)
+
+
+def test_a_forgotten_password_is_reset_by_an_emailed_link_that_works_once(
+    app: Flask, db: Engine, mailbox: Path
+) -> None:
+    sign_up(app.test_client(), "ada@example.com")
+    client = app.test_client()
+    assert submit(client, "/forgot", {"email": "ada@example.com"}).status_code == 303
+    drain(db)
+    link = reset_link(mailbox, "ada@example.com")
+    new = {"password": "a new password", "confirm": "a new password"}
+    assert submit(client, link, new).status_code == 303
+    assert log_in(app.test_client(), "ada@example.com", "a new password").status_code == 303
+    assert log_in(app.test_client(), "ada@example.com", PASSWORD).status_code == 400
+    assert app.test_client().get(link).status_code == 400  # used up
+
+
+def test_reset_refuses_a_forged_link_and_mismatched_passwords(
+    app: Flask, db: Engine, mailbox: Path
+) -> None:
+    sign_up(app.test_client(), "ada@example.com")
+    assert app.test_client().get("/reset/forged.token").status_code == 400
+    client = app.test_client()
+    submit(client, "/forgot", {"email": "ada@example.com"})
+    drain(db)
+    link = reset_link(mailbox, "ada@example.com")
+    response = submit(client, link, {"password": "a new password", "confirm": "different!"})
+    assert response.status_code == 400 and "The two differ." in response.get_data(as_text=True)
+
+
+def test_forgot_says_the_same_for_an_unknown_address_and_sends_nothing(
+    client: FlaskClient, session: Session
+) -> None:
+    response = submit(client, "/forgot", {"email": "nobody@example.com"})
+    assert response.status_code == 303
+    assert "If an account uses that address" in client.get("/login").get_data(as_text=True)
+    assert count(session, Job) == 0
+
+
+def test_changing_the_password_signs_out_other_browsers(
+    app: Flask, db: Engine, mailbox: Path
+) -> None:
+    laptop = app.test_client()
+    sign_up(laptop, "ada@example.com")
+    phone = app.test_client()
+    submit(phone, "/forgot", {"email": "ada@example.com"})
+    drain(db)
+    new = {"password": "a new password", "confirm": "a new password"}
+    submit(phone, reset_link(mailbox, "ada@example.com"), new)
+    assert phone.get("/exports").status_code == 200
+    assert laptop.get("/exports").status_code == 303
