@@ -167,3 +167,31 @@ class CronState(Base):
     #: The occurrence most recently enqueued (not the time of a loop tick).
     last_run_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+
+
+class CronEvent(Base):
+    """What cron did about occurrences that were not on time: caught up or skipped.
+
+    Written in the transaction that handles the occurrences, so the record
+    and what happened can never disagree. Only gaps and overlaps are
+    recorded; occurrences enqueued on time leave their trace in `jobs`.
+    """
+
+    __tablename__ = "cron_events"
+
+    event_id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    #: How many occurrences, and the first and last of them.
+    occurrences: Mapped[int] = mapped_column(Integer)
+    first_occurrence: Mapped[datetime] = mapped_column(Timestamp)
+    last_occurrence: Mapped[datetime] = mapped_column(Timestamp)
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('caught_up', 'skipped')", name="kind"),
+        CheckConstraint("occurrences >= 1", name="occurrences_positive"),
+        # The dashboard reads one schedule's newest events.
+        Index("ix_cron_events_name_recorded_at", "name", "recorded_at"),
+    )

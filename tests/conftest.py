@@ -59,7 +59,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
 def db(engine: Engine) -> Engine:
     """The engine, with every table emptied first: for tests that commit."""
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE jobs, workers, cron_state"))
+        conn.execute(text("TRUNCATE jobs, workers, cron_state, cron_events"))
     return engine
 
 

@@ -21,8 +21,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # The web tier validates payloads at enqueue, so it knows every job name.
     load_job_modules(settings.job_modules)
 
-    from app.web import db, health
+    from app.web import cli, db, health
 
     db.init_app(app)
     app.register_blueprint(health.bp)
+    app.cli.add_command(cli.cron)
     return app
