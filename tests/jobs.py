@@ -65,3 +65,10 @@ def progress(steps: int, ctx: JobContext) -> str:
 def crash() -> None:
     """Kill the whole worker process, like a segfault in a C extension would."""
     os.kill(os.getpid(), 9)
+
+
+@job("test.occurrence")
+def occurrence(path: str, ctx: JobContext) -> None:
+    """Append the cron occurrence the job stands for: what a daily digest would cover."""
+    with Path(path).open("a") as file:
+        file.write(f"{ctx.scheduled_for.isoformat() if ctx.scheduled_for else None}\n")

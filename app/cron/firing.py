@@ -95,6 +95,8 @@ def catch_up(session: Session, schedule: Schedule, now: datetime) -> Step:
 
 def _start(session: Session, schedule: Schedule, now: datetime) -> Step:
     """First sight of a schedule: start from now, owing nothing for the past."""
+    if session.execute(sql.STATE_EXISTS, {"name": schedule.name}).scalar_one():
+        return Step(busy=True)
     start = occurrences.latest(schedule.grid, now)
     params = {"name": schedule.name, "last_run_at": start}
     if session.execute(sql.START_STATE, params).scalar_one_or_none() is None:

@@ -20,6 +20,10 @@ SELECT last_run_at FROM cron_state WHERE name = :name
 FOR UPDATE SKIP LOCKED
 """)
 
+# A row we could not lock may exist (a peer holds it) or not (first sight).
+# A plain read answers without waiting; an INSERT would queue behind the peer.
+STATE_EXISTS = text("SELECT EXISTS (SELECT 1 FROM cron_state WHERE name = :name)")
+
 # First sight of a schedule: it starts from now (no flood of past runs).
 # DO NOTHING: a peer may have created the row a moment earlier; it wins.
 START_STATE = text("""
