@@ -1,15 +1,13 @@
-"""The cron pillar: `python cron.py` enqueues jobs on schedules.
+"""The cron pillar: `python cron.py` enqueues jobs on the schedules defined in code.
 
-Schedules arrive with the scheduler; until then this process idles so that a
-Procfile runner, which stops every process when one exits, keeps the others up.
+Runs until SIGTERM or SIGINT, then exits 0. Any number may run at once:
+each occurrence is enqueued exactly once (see `app/cron/scheduler.py`).
 """
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
-import threading
 
 from dotenv import load_dotenv
 
@@ -17,14 +15,19 @@ from dotenv import load_dotenv
 def main() -> int:
     load_dotenv()
     from app import logs
+    from app.config import get_settings
+    from app.cron import load_schedules
+    from app.cron.scheduler import Scheduler
+    from app.db import make_engine
 
     logs.configure("cron")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
-    logging.getLogger("cron").info("cron started: no schedules defined yet")
-    stop.wait()
-    return 0
+    settings = get_settings()
+    schedules = load_schedules(settings.job_modules)
+    engine = make_engine(settings, pool_size=2, application_name="pillars-cron")
+    scheduler = Scheduler(engine, settings, schedules)
+    signal.signal(signal.SIGTERM, lambda signum, frame: scheduler.stop())
+    signal.signal(signal.SIGINT, lambda signum, frame: scheduler.stop())
+    return scheduler.run()
 
 
 if __name__ == "__main__":

@@ -246,3 +246,31 @@ class Export(Base):
         Index("ix_exports_user_id", "user_id", "created_at"),
         Index("ix_exports_created_at", "created_at"),
     )
+
+
+class CronEvent(Base):
+    """What cron did about occurrences that were not on time: caught up or skipped.
+
+    Written in the transaction that handles the occurrences, so the record
+    and what happened can never disagree. Only gaps and overlaps are
+    recorded; occurrences enqueued on time leave their trace in `jobs`.
+    """
+
+    __tablename__ = "cron_events"
+
+    event_id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    #: How many occurrences, and the first and last of them.
+    occurrences: Mapped[int] = mapped_column(Integer)
+    first_occurrence: Mapped[datetime] = mapped_column(Timestamp)
+    last_occurrence: Mapped[datetime] = mapped_column(Timestamp)
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('caught_up', 'skipped')", name="kind"),
+        CheckConstraint("occurrences >= 1", name="occurrences_positive"),
+        # The dashboard reads one schedule's newest events.
+        Index("ix_cron_events_name_recorded_at", "name", "recorded_at"),
+    )

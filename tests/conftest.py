@@ -71,7 +71,10 @@ def db(engine: Engine) -> Engine:
     """The engine, with every table emptied first: for tests that commit."""
     with engine.begin() as conn:
         conn.execute(
-            text("TRUNCATE jobs, workers, queue_pauses, cron_state, users, login_attempts, exports")
+            text(
+                "TRUNCATE jobs, workers, queue_pauses, cron_state, cron_events, users,"
+                " login_attempts, exports"
+            )
         )
     return engine
 

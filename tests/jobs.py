@@ -70,3 +70,10 @@ def crash() -> None:
 @job("test.login", max_attempts=1)
 def login(user: str, password: str) -> None:
     raise PermissionError(f"login refused for {user} with password {password!r}")
+
+
+@job("test.occurrence")
+def occurrence(path: str, ctx: JobContext) -> None:
+    """Append the cron occurrence the job stands for: what a daily digest would cover."""
+    with Path(path).open("a") as file:
+        file.write(f"{ctx.scheduled_for.isoformat() if ctx.scheduled_for else None}\n")

@@ -39,7 +39,14 @@ def test_upgrade_head_on_an_empty_database_creates_every_table(
             text("SELECT count(*) FROM pg_trigger WHERE tgname = 'jobs_notify'")
         ).scalar_one()
     engine.dispose()
-    assert {"jobs", "workers", "queue_pauses", "cron_state", "alembic_version"} <= tables
+    assert {
+        "jobs",
+        "workers",
+        "queue_pauses",
+        "cron_state",
+        "cron_events",
+        "alembic_version",
+    } <= tables
     assert trigger == 1
 
 

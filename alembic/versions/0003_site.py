@@ -1,7 +1,7 @@
 """The site: users, failed sign-ins for the rate limit, and report exports.
 
 Revision ID: 0003_site
-Revises: 291ad41cadeb
+Revises: 0002_cron
 Create Date: 2026-11-26 11:47:53.716935
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0003_site'
-down_revision: str | None = '291ad41cadeb'
+down_revision: str | None = '0002_cron'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

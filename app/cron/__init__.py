@@ -1,0 +1,8 @@
+"""Cron: enqueue jobs on schedules defined in code, in `cron.py`.
+
+Import from here; the submodules are the implementation. Never imports Flask.
+"""
+
+from app.cron.schedules import Policy, Schedule, add, load_schedules, schedules
+
+__all__ = ["Policy", "Schedule", "add", "load_schedules", "schedules"]

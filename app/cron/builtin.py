@@ -1,0 +1,11 @@
+"""The application's own schedules: add yours here, or beside your jobs in JOB_MODULES."""
+
+from __future__ import annotations
+
+import schedule
+
+from app.cron.schedules import Schedule, add
+
+# Finished jobs pile up; one prune a day keeps the table small. A missed day
+# is made up once (`latest`): pruning twice in a row would find nothing new.
+add(Schedule("pillars.prune_jobs", schedule.every().day.at("03:15"), "pillars.prune_jobs"))

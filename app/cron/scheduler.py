@@ -1,0 +1,121 @@
+"""The cron loop: sleep until a schedule falls due, then `catch_up` in one transaction.
+
+The database's `now()` is the one clock. Between transactions the loop
+estimates it from the last reading plus the local monotonic clock, only to
+know how long to sleep; what is due is always decided with `now()` read
+inside the transaction. Sleeps are at most `MAX_SLEEP`, so the loop notices
+a stop within a second and every-second schedules stay on time.
+
+Several cron processes may run this loop against one database: each
+schedule's step takes its `cron_state` row lock (peers skip it), so none is
+a single point of failure and no occurrence is enqueued twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, exc
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.cron import occurrences, sql
+from app.cron.firing import catch_up
+from app.cron.liveness import Liveness
+from app.cron.schedules import Schedule
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP = 1.0
+#: After a peer held a schedule, look again this soon: it may have died.
+BUSY_RETRY = timedelta(seconds=0.25)
+#: Wake a moment after an occurrence, so the database clock has surely reached it.
+LAG = timedelta(milliseconds=5)
+MAX_BACKOFF = 10.0
+
+
+class Scheduler:
+    """Enqueues `schedules` on time until `stop()`; `run` returns the exit code."""
+
+    def __init__(self, engine: Engine, settings: Settings, schedules: Sequence[Schedule]) -> None:
+        self.engine = engine
+        self.schedules = list(schedules)
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.stopping = threading.Event()
+        self._liveness = Liveness(
+            engine, self.id, interval=settings.heartbeat_interval, stopping=self.stopping
+        )
+        self._clock: tuple[datetime, float] | None = None
+        self._next: dict[str, datetime] = {}
+        self._failures = 0
+
+    def run(self) -> int:
+        """Fire due schedules until stopped; a lost database is waited out, never fatal."""
+        self._liveness.start()
+        names = ", ".join(s.name for s in self.schedules) or "none"
+        log.info("cron %s started: schedules %s", self.id, names)
+        while not self.stopping.is_set():
+            if self._fire_due():
+                self._failures = 0
+                self.stopping.wait(self._sleep_for())
+            else:
+                self._failures += 1
+                self.stopping.wait(min(MAX_BACKOFF, 0.5 * 2 ** (self._failures - 1)))
+        self._liveness.join(timeout=10)
+        log.info("cron %s stopped", self.id)
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _fire_due(self) -> bool:
+        """Step every schedule that is due by the estimated clock; False if the database failed."""
+        for schedule in self.schedules:
+            if self.stopping.is_set():
+                break
+            due_at = self._next.get(schedule.name)
+            if due_at is not None and due_at > self._now():
+                continue
+            try:
+                self._fire(schedule)
+            except exc.SQLAlchemyError as error:
+                log.warning(
+                    "schedule %s: database unavailable (%s); retrying with backoff",
+                    schedule.name,
+                    type(getattr(error, "orig", error)).__name__,
+                )
+                return False
+            except Exception:
+                log.exception("schedule %s: step failed; trying again in a minute", schedule.name)
+                self._next[schedule.name] = self._now() + timedelta(minutes=1)
+        return True
+
+    def _fire(self, schedule: Schedule) -> None:
+        with Session(self.engine) as session, session.begin():
+            now: datetime = session.execute(sql.NOW).scalar_one()
+            self._clock = (now, time.monotonic())
+            step = catch_up(session, schedule, now)
+        if step.busy:
+            self._next[schedule.name] = now + BUSY_RETRY
+        else:
+            self._next[schedule.name] = occurrences.following(schedule.grid, now) + LAG
+
+    def _now(self) -> datetime:
+        """The database clock, estimated from its last reading."""
+        if self._clock is None:
+            return datetime.min.replace(tzinfo=occurrences.EPOCH.tzinfo)
+        read, at = self._clock
+        return read + timedelta(seconds=time.monotonic() - at)
+
+    def _sleep_for(self) -> float:
+        if not self._next:
+            return MAX_SLEEP
+        wait = (min(self._next.values()) - self._now()).total_seconds()
+        return min(MAX_SLEEP, max(0.0, wait))

@@ -1,0 +1,61 @@
+"""What people ask of cron: where each schedule stands, and "run this one now"."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from app.cron import occurrences, sql
+from app.cron.schedules import Schedule
+from app.jobs import enqueue
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One schedule as of the database's now: `next_at` <= `now` means it is due."""
+
+    schedule: Schedule
+    last_run_at: datetime | None
+    next_at: datetime
+    now: datetime
+
+    @property
+    def due(self) -> bool:
+        return self.next_at <= self.now
+
+
+def standings(session: Session, schedules: Iterable[Schedule]) -> list[Standing]:
+    """Each schedule with its last occurrence enqueued and the next one to come.
+
+    A schedule never seen by cron starts from its first run, so its next
+    occurrence is the first after now.
+    """
+    now: datetime = session.execute(sql.NOW).scalar_one()
+    last = {row.name: row.last_run_at for row in session.execute(sql.READ_STATES)}
+    found = []
+    for schedule in schedules:
+        previous = last.get(schedule.name)
+        following = occurrences.following(schedule.grid, previous or now)
+        found.append(Standing(schedule, previous, following, now))
+    return found
+
+
+def run_now(session: Session, schedule: Schedule) -> uuid.UUID:
+    """Enqueue `schedule`'s job once, now, in the caller's transaction.
+
+    The job stands for the present moment (`scheduled_for` = now) and leaves
+    the schedule's own occurrences and `last_run_at` alone.
+    """
+    now: datetime = session.execute(sql.NOW).scalar_one()
+    return enqueue(
+        session,
+        schedule.job,
+        dict(schedule.payload),
+        context=f"cron {schedule.name} run by hand",
+        cron_name=schedule.name,
+        scheduled_for=now,
+    )

@@ -1,0 +1,65 @@
+"""`flask cron list` and `flask cron run NAME`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskCliRunner
+from sqlalchemy import Engine, text
+
+from app.web import create_app
+
+
+@pytest.fixture
+def app(db: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    """The app, with the test schedules loaded as cron would load them."""
+    monkeypatch.setenv("JOB_MODULES", "tests.jobs,tests.schedules")
+    app = create_app({"TESTING": True})
+    yield app
+    app.extensions["pillars_engine"].dispose()  # close its pooled connections
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+def test_cron_list_shows_policy_last_and_next_occurrence(
+    runner: FlaskCliRunner, db: Engine
+) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO cron_state VALUES"
+                " ('test.hourly.all', date_trunc('hour', now()) - interval '3 hours')"
+            )
+        )
+    result = runner.invoke(args=["cron", "list"])
+    assert result.exit_code == 0, result.output
+    assert "pillars.prune_jobs: every day at 03:15 (UTC) -> pillars.prune_jobs" in result.output
+    hourly = result.output.split("test.hourly.all:")[1].split("test.hourly.latest")[0]
+    assert "missed: all" in hourly
+    assert "last: never" not in hourly and "(due now)" in hourly  # three hours behind
+    never_run = result.output.split("test.hourly.latest:")[1]
+    assert "last: never" in never_run
+
+
+def test_cron_run_enqueues_the_schedules_job_once_now(runner: FlaskCliRunner, db: Engine) -> None:
+    result = runner.invoke(args=["cron", "run", "pillars.prune_jobs"])
+    assert result.exit_code == 0, result.output
+    assert "enqueued job" in result.output
+    with db.connect() as conn:
+        row = conn.execute(text("SELECT name, cron_name, scheduled_for FROM jobs")).one()
+    assert (row.name, row.cron_name) == ("pillars.prune_jobs", "pillars.prune_jobs")
+    assert row.scheduled_for is not None
+
+
+def test_cron_run_names_the_schedules_that_exist_when_given_an_unknown_one(
+    runner: FlaskCliRunner,
+) -> None:
+    result = runner.invoke(args=["cron", "run", "nope"])
+    assert result.exit_code != 0
+    assert "no schedule is named 'nope'" in result.output
+    assert "pillars.prune_jobs" in result.output

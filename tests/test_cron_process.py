@@ -1,0 +1,178 @@
+"""Cron as real processes: several at once, stopped, killed and cut off from the database.
+
+The schedules come from `tests/schedules.py`. The database clock cannot be
+moved, so downtime is simulated by moving `cron_state.last_run_at` back.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from tests.processes import start, stop, wait_for
+
+pytestmark = pytest.mark.slow
+
+EVERY_SECOND = "test.every_second"
+
+
+@pytest.fixture
+def cron_env(process_env: dict[str, str]) -> dict[str, str]:
+    return {**process_env, "JOB_MODULES": "tests.jobs,tests.schedules"}
+
+
+def scalar(engine: Engine, query: str, **params: object) -> object:
+    with engine.connect() as conn:
+        return conn.execute(text(query), params).scalar()
+
+
+def occurrences(engine: Engine, name: str) -> list[datetime]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT scheduled_for FROM jobs WHERE cron_name = :n ORDER BY 1"), {"n": name}
+        )
+        return list(rows.scalars())
+
+
+def last_run_at(engine: Engine, name: str) -> datetime | None:
+    value = scalar(engine, "SELECT last_run_at FROM cron_state WHERE name = :n", n=name)
+    assert value is None or isinstance(value, datetime)
+    return value
+
+
+def db_now(engine: Engine) -> datetime:
+    value = scalar(engine, "SELECT now()")
+    assert isinstance(value, datetime)
+    return value
+
+
+def assert_every_second_once(engine: Engine) -> list[datetime]:
+    """Every occurrence from the first job to last_run_at has exactly one job."""
+    runs = occurrences(engine, EVERY_SECOND)
+    assert runs and runs[-1] == last_run_at(engine, EVERY_SECOND)
+    expected = [runs[0] + timedelta(seconds=n) for n in range(len(runs))]
+    assert runs == expected, "an occurrence was lost or enqueued twice"
+    return runs
+
+
+def test_cron_registers_enqueues_and_stops_cleanly_on_sigterm(
+    db: Engine, cron_env: dict[str, str], tmp_path: Path
+) -> None:
+    with db.begin() as conn:  # state left behind by a schedule since removed from code
+        conn.execute(
+            text("INSERT INTO cron_state VALUES ('test.removed', now() - interval '3 hours')")
+        )
+    cron = start("cron.py", cron_env, log=tmp_path / "cron.log")
+    try:
+        wait_for(lambda: len(occurrences(db, EVERY_SECOND)) >= 3, what="three occurrences")
+        kind = scalar(db, "SELECT kind FROM workers")
+        assert kind == "cron"
+    finally:
+        assert stop(cron) == 0
+    assert scalar(db, "SELECT count(*) FROM workers") == 0
+    assert occurrences(db, "test.removed") == []
+    assert_every_second_once(db)
+
+
+def test_cron_down_for_three_hours_enqueues_per_missed_run_policy(
+    db: Engine, cron_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Hourly at the minute half an hour away: no occurrence falls during the test.
+    minute = (db_now(db).minute + 30) % 60
+    env = {**cron_env, "TEST_HOURLY_AT": f":{minute:02}"}
+    names = [f"test.hourly.{policy}" for policy in ("latest", "all", "skip")]
+    first = start("cron.py", env, log=tmp_path / "first.log")
+    try:
+        wait_for(lambda: all(last_run_at(db, n) for n in names), what="first sight")
+    finally:
+        assert stop(first) == 0
+    latest = {n: last_run_at(db, n) for n in names}
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE cron_state SET last_run_at = last_run_at - interval '3 hours'"
+                " WHERE name LIKE 'test.hourly.%'"
+            )
+        )
+    second = start("cron.py", env, log=tmp_path / "second.log")
+    try:
+        wait_for(lambda: all(last_run_at(db, n) == latest[n] for n in names), what="catch-up")
+    finally:
+        assert stop(second) == 0
+    counts = {n.rsplit(".", 1)[1]: len(occurrences(db, n)) for n in names}
+    assert counts == {"latest": 1, "all": 3, "skip": 0}
+    assert occurrences(db, "test.hourly.latest") == [latest["test.hourly.latest"]]
+    kinds = scalar(
+        db,
+        "SELECT string_agg(kind || ' ' || occurrences, ', ' ORDER BY event_id)"
+        " FROM cron_events WHERE name = 'test.hourly.skip'",
+    )
+    assert kinds == "skipped 3"
+
+
+def test_three_cron_processes_enqueue_each_occurrence_exactly_once(
+    db: Engine, cron_env: dict[str, str], tmp_path: Path
+) -> None:
+    crons = [start("cron.py", cron_env, log=tmp_path / f"cron{n}.log") for n in range(3)]
+    try:
+        wait_for(lambda: len(occurrences(db, EVERY_SECOND)) >= 8, what="eight occurrences")
+        assert scalar(db, "SELECT count(*) FROM workers WHERE kind = 'cron'") == 3
+    finally:
+        assert [stop(cron) for cron in crons] == [0, 0, 0]
+    assert len(assert_every_second_once(db)) >= 8
+
+
+def test_kill_9_at_random_moments_never_loses_or_duplicates_an_occurrence(
+    db: Engine, cron_env: dict[str, str], tmp_path: Path
+) -> None:
+    rng = random.Random()
+    crons: list[subprocess.Popen[bytes]] = []
+    try:
+        crons = [start("cron.py", cron_env, log=tmp_path / f"cron{n}.log") for n in range(3)]
+        wait_for(lambda: occurrences(db, EVERY_SECOND), what="the first occurrence")
+        for round_ in range(6):
+            victim = crons.pop(rng.randrange(len(crons)))
+            victim.kill()
+            victim.wait()
+            crons.append(start("cron.py", cron_env, log=tmp_path / f"again{round_}.log"))
+            time.sleep(rng.uniform(0.05, 1.2))  # so kills land anywhere in a step
+        killed_at = db_now(db)
+        wait_for(
+            lambda: (last_run_at(db, EVERY_SECOND) or killed_at) > killed_at + timedelta(seconds=2),
+            what="cron to carry on after the kills",
+        )
+    finally:
+        exits = [stop(cron) for cron in crons]
+    assert exits == [0, 0, 0]
+    assert_every_second_once(db)
+
+
+def test_cron_survives_its_database_connections_being_killed(
+    db: Engine, cron_env: dict[str, str], tmp_path: Path
+) -> None:
+    log = tmp_path / "cron.log"
+    cron = start("cron.py", cron_env, log=log)
+    try:
+        wait_for(lambda: len(occurrences(db, EVERY_SECOND)) >= 2, what="two occurrences")
+        cut_at = db_now(db)
+        killed = scalar(
+            db,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'pillars-cron'",
+        )
+        assert killed
+        wait_for(
+            lambda: (last_run_at(db, EVERY_SECOND) or cut_at) > cut_at + timedelta(seconds=3),
+            what="cron to keep going",
+        )
+        wait_for(lambda: log.read_text().count("holding life lock") >= 2, what="life lock again")
+    finally:
+        assert stop(cron) == 0
+    assert "life lock connection lost" in log.read_text()
+    assert_every_second_once(db)
