@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -126,6 +127,19 @@ class Job(Base):
             unique=True,
             postgresql_where=text("unique_key IS NOT NULL AND state IN ('queued', 'running')"),
         ),
+        # The dashboard's job list: newest first, keyset-paginated on
+        # (created_at, job_id), unfiltered or filtered by name or queue, and
+        # failed/cancelled jobs (rare, so a partial index finds them at once).
+        Index("ix_jobs_created", text("created_at DESC"), text("job_id DESC")),
+        Index("ix_jobs_name_created", "name", text("created_at DESC"), text("job_id DESC")),
+        Index("ix_jobs_queue_created", "queue", text("created_at DESC"), text("job_id DESC")),
+        Index(
+            "ix_jobs_ended_badly_created",
+            "state",
+            text("created_at DESC"),
+            text("job_id DESC"),
+            postgresql_where=text("state IN ('failed', 'cancelled')"),
+        ),
         # One job per schedule occurrence, even with several cron processes.
         Index(
             "uq_jobs_cron_occurrence",
@@ -174,6 +188,20 @@ class QueuePause(Base):
     paused_by: Mapped[str] = mapped_column(Text, server_default=text("''"))
 
 
+class JobTally(Base):
+    """Finished jobs that were deleted (pruned or by hand), counted per queue and state.
+
+    Metrics count finished jobs as rows still present plus these tallies, so
+    their counters never go down when old rows are pruned.
+    """
+
+    __tablename__ = "job_tallies"
+
+    queue: Mapped[str] = mapped_column(Text, primary_key=True)
+    state: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
 class CronState(Base):
     """What cron has enqueued per schedule, so downtime never loses a run."""
 
@@ -195,6 +223,8 @@ class User(Base):
     #: Werkzeug's salted hash (scrypt); the password itself is never stored.
     password_hash: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    #: May see and steer the queue at /admin; granted with `flask users make-admin`.
+    is_admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __table_args__ = (CheckConstraint("email = lower(email)", name="email_lower"),)
 

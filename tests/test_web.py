@@ -51,7 +51,7 @@ def test_readyz_is_503_before_the_migrations_have_run(
     app_on.append(create_app({"PILLARS_SETTINGS": replace(settings, database_url=behind)}))
     response = app_on[0].test_client().get("/readyz")
     assert response.status_code == 503
-    assert "code expects ['0003_site']" in response.get_json()["reason"]
+    assert "code expects ['0004_ops']" in response.get_json()["reason"]
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(

@@ -5,9 +5,9 @@ Import from here; the submodules are the implementation.
 
 from app.jobs.context import JobContext
 from app.jobs.errors import Discard, InvalidPayload, Retry, UnknownJob
+from app.jobs.operations import cancel
 from app.jobs.queue import (
     JobRequest,
-    cancel,
     enqueue,
     enqueue_many,
     pause_queue,

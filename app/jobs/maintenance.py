@@ -24,7 +24,8 @@ def prune_jobs(older_than_days: float | None = None, batch: int = 5_000) -> int:
     deleted = 0
     while True:
         with get_engine().begin() as conn:
-            count = conn.execute(sql.PRUNE, {"older_than": days * 86_400, "batch": batch}).rowcount
+            params = {"older_than": days * 86_400, "limit": batch}
+            count = int(conn.execute(sql.PRUNE, params).scalar_one())
         deleted += count
         if count < batch:
             break

@@ -199,8 +199,3 @@ def pause_queue(session: Session, queue: str, paused_by: str = "") -> None:
 def resume_queue(session: Session, queue: str) -> None:
     """Let workers claim from `queue` again; they wake when the caller commits."""
     session.connection().execute(sql.RESUME_QUEUE, {"queue": queue})
-
-
-def cancel(session: Session, job_id: uuid.UUID) -> bool:
-    """Cancel a job that has not started yet; returns False if it already runs or ended."""
-    return session.execute(sql.CANCEL, {"job_id": job_id}).scalar_one_or_none() is not None

@@ -267,19 +267,68 @@ WITH resumed AS (DELETE FROM queue_pauses WHERE queue = :queue RETURNING queue)
 SELECT pg_notify('pillars_jobs', queue) FROM resumed
 """)
 
+# Cancelling a running job does not interrupt its handler; the fence makes
+# the worker drop whatever outcome it later tries to save.
 CANCEL = text("""
-UPDATE jobs SET state = 'cancelled', finished_at = now()
-WHERE job_id = :job_id AND state = 'queued'
+UPDATE jobs SET state = 'cancelled', finished_at = now(), heartbeat_at = NULL
+WHERE job_id = :job_id AND state IN ('queued', 'running')
 RETURNING job_id
 """)
 
+# A retried job gets one more attempt if it used them all, and wakes the
+# workers. Not while another live job holds its unique key.
+_RETRY = """
+WITH retried AS (
+    UPDATE jobs AS j
+    SET state = 'queued', run_at = now(), finished_at = NULL, heartbeat_at = NULL,
+        locked_by = NULL, locked_at = NULL,
+        max_attempts = greatest(j.max_attempts, j.attempts + 1)
+    WHERE j.job_id IN (
+        SELECT job_id FROM jobs
+        WHERE {condition} AND state IN ('failed', 'cancelled')
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+      AND NOT EXISTS (SELECT 1 FROM jobs o
+                      WHERE o.unique_key = j.unique_key AND o.state IN ('queued', 'running'))
+    RETURNING j.job_id, j.queue
+)
+SELECT job_id, pg_notify('pillars_jobs', queue) FROM retried
+"""
+RETRY_ONE = text(_RETRY.format(condition="job_id = :job_id"))
+RETRY_FAILED = text(
+    _RETRY.format(
+        condition="state = 'failed' AND (CAST(:queue AS text) IS NULL OR queue = :queue) "
+        "AND (CAST(:name AS text) IS NULL OR name = :name)"
+    )
+)
+
+# Deleted finished jobs are tallied, so metrics counters never go down.
+_DELETE = f"""
+WITH gone AS (
+    DELETE FROM jobs WHERE job_id IN (
+        SELECT job_id FROM jobs WHERE {{condition}} LIMIT :limit
+    )
+    RETURNING queue, state
+), tallied AS (
+    INSERT INTO job_tallies (queue, state, count)
+    SELECT queue, state, count(*) FROM gone WHERE state IN {_FINISHED} GROUP BY queue, state
+    ON CONFLICT (queue, state) DO UPDATE SET count = job_tallies.count + excluded.count
+)
+SELECT count(*) FROM gone
+"""
+DELETE_ONE = text(_DELETE.format(condition="job_id = :job_id AND state <> 'running'"))
+DELETE_FAILED = text(
+    _DELETE.format(
+        condition="state = 'failed' AND (CAST(:queue AS text) IS NULL OR queue = :queue) "
+        "AND (CAST(:name AS text) IS NULL OR name = :name)"
+    )
+)
 # Batches keep each delete short, so pruning never holds locks or bloats WAL
 # in one long transaction.
-PRUNE = text(f"""
-DELETE FROM jobs WHERE job_id IN (
-    SELECT job_id FROM jobs
-    WHERE state IN {_FINISHED}
-      AND finished_at < now() - make_interval(secs => :older_than)
-    LIMIT :batch
+PRUNE = text(
+    _DELETE.format(
+        condition=f"state IN {_FINISHED} "
+        "AND finished_at < now() - make_interval(secs => :older_than)"
+    )
 )
-""")
