@@ -91,6 +91,8 @@ class Settings:
     #: Finished jobs older than this are pruned by the maintenance job.
     job_retention_days: float = 14.0
     secret_key: str = field(default="dev", repr=False)
+    #: When set, /metrics requires `Authorization: Bearer <token>`.
+    metrics_token: str = field(default="", repr=False)
     #: Where people reach the site; links in emails start with it.
     site_url: str = "http://127.0.0.1:5000"
     #: Largest CSV a user may upload, in bytes.
@@ -132,6 +134,7 @@ class Settings:
             worker_synchronous_commit=_bool(env, "WORKER_SYNCHRONOUS_COMMIT", False),
             job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
             secret_key=env.get("SECRET_KEY", "dev"),
+            metrics_token=env.get("METRICS_TOKEN", ""),
             site_url=env.get("SITE_URL", cls.site_url).rstrip("/"),
             upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", cls.upload_max_bytes),
             export_retention_days=_float(env, "EXPORT_RETENTION_DAYS", cls.export_retention_days),

@@ -72,7 +72,7 @@ def db(engine: Engine) -> Engine:
     with engine.begin() as conn:
         conn.execute(
             text(
-                "TRUNCATE jobs, workers, queue_pauses, cron_state, cron_events, users,"
+                "TRUNCATE jobs, job_tallies, workers, queue_pauses, cron_state, cron_events, users,"
                 " login_attempts, exports"
             )
         )

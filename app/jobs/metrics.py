@@ -1,0 +1,121 @@
+"""The queue's figures in Prometheus' text format, read from the database at scrape time.
+
+Every figure comes from the tables, not from process memory, so any number
+of gunicorn processes answer the same, and counters survive restarts.
+Finished-job counters add the tallies of deleted rows to the rows present,
+so pruning never makes them go down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """What /metrics exposes, read in one go so every gunicorn process says the same."""
+
+    #: (state, queue) -> rows in that state now
+    jobs: dict[tuple[str, str], int]
+    #: (state, queue) -> finished jobs ever: rows present plus tallied deletions
+    finished_total: dict[tuple[str, str], int]
+    oldest_due: dict[str, float]
+    #: queue -> (p50, p90, p99) seconds of jobs finished in the last 5 minutes
+    durations: dict[str, tuple[float, float, float]]
+    alive: dict[str, int]
+    dead_tuples: int
+
+
+def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapshot:
+    """Read the figures behind /metrics; a process is alive if it beat within `alive_within` s."""
+    jobs = {
+        (s, q): n
+        for s, q, n in conn.execute(
+            text("SELECT state, queue, count(*) FROM jobs GROUP BY state, queue")
+        )
+    }
+    finished = {key: n for key, n in jobs.items() if key[0] in ("succeeded", "failed", "cancelled")}
+    for queue, state, count in conn.execute(text("SELECT queue, state, count FROM job_tallies")):
+        finished[(state, queue)] = finished.get((state, queue), 0) + count
+    oldest = {
+        q: float(age)
+        for q, age in conn.execute(
+            text("""
+        SELECT queue, extract(epoch FROM now() - min(run_at)) FROM jobs
+        WHERE state = 'queued' AND run_at <= now() GROUP BY queue
+    """)
+        )
+    }
+    durations: dict[str, tuple[float, float, float]] = {}
+    for queue, quantiles in conn.execute(
+        text("""
+        -- ix_jobs_finished: the last five minutes only.
+        SELECT queue, percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (
+                   ORDER BY extract(epoch FROM finished_at - started_at))
+        FROM jobs
+        WHERE state IN ('succeeded', 'failed', 'cancelled')
+          AND finished_at > now() - interval '5 minutes' AND started_at IS NOT NULL
+        GROUP BY queue
+    """)
+    ):
+        durations[queue] = (float(quantiles[0]), float(quantiles[1]), float(quantiles[2]))
+    alive = dict.fromkeys(("worker", "cron"), 0)
+    for kind, count in conn.execute(
+        text(
+            "SELECT kind, count(*) FROM workers"
+            " WHERE heartbeat_at > now() - make_interval(secs => :s) GROUP BY kind"
+        ),
+        {"s": alive_within},
+    ):
+        alive[kind] = count
+    dead = conn.execute(
+        text("SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables WHERE relname = 'jobs'")
+    ).scalar_one()
+    return MetricsSnapshot(jobs, finished, oldest, durations, alive, int(dead))
+
+
+_HELP = {
+    "pillars_jobs": ("gauge", "Jobs in the table by state and queue."),
+    "pillars_jobs_finished_total": ("counter", "Jobs that ended, by final state and queue."),
+    "pillars_queue_oldest_due_seconds": ("gauge", "Age of the oldest job due to run."),
+    "pillars_job_duration_seconds": (
+        "gauge",
+        "Run time of jobs finished in the last 5 minutes, by quantile.",
+    ),
+    "pillars_processes_alive": ("gauge", "Worker and cron processes with a recent heartbeat."),
+    "pillars_jobs_dead_tuples": ("gauge", "Dead row versions in the jobs table awaiting vacuum."),
+}
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(snapshot: MetricsSnapshot) -> str:
+    """The snapshot in the Prometheus text exposition format (version 0.0.4)."""
+    samples: dict[str, list[str]] = {name: [] for name in _HELP}
+    for (state, queue), count in sorted(snapshot.jobs.items()):
+        samples["pillars_jobs"].append(
+            f'{{state="{_label(state)}",queue="{_label(queue)}"}} {count}'
+        )
+    for (state, queue), count in sorted(snapshot.finished_total.items()):
+        samples["pillars_jobs_finished_total"].append(
+            f'{{state="{_label(state)}",queue="{_label(queue)}"}} {count}'
+        )
+    for queue, age in sorted(snapshot.oldest_due.items()):
+        samples["pillars_queue_oldest_due_seconds"].append(f'{{queue="{_label(queue)}"}} {age:.3f}')
+    for queue, quantiles in sorted(snapshot.durations.items()):
+        for quantile, value in zip(("0.5", "0.9", "0.99"), quantiles, strict=True):
+            samples["pillars_job_duration_seconds"].append(
+                f'{{queue="{_label(queue)}",quantile="{quantile}"}} {value:.6f}'
+            )
+    for kind, count in sorted(snapshot.alive.items()):
+        samples["pillars_processes_alive"].append(f'{{kind="{kind}"}} {count}')
+    samples["pillars_jobs_dead_tuples"].append(f" {snapshot.dead_tuples}")  # no labels
+    lines = []
+    for name, (kind, help_text) in _HELP.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [f"{name}{sample}" for sample in samples[name]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,222 @@
+"""`flask jobs ...` and `flask users make-admin`: the dashboard's powers from a shell.
+
+Every command prints plain lines a person can read and a script can grep,
+and exits non-zero with a clear message on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from datetime import datetime
+from typing import Any
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from app.jobs import InvalidPayload, UnknownJob, enqueue, operations, stats
+from app.jobs.queue import pause_queue, resume_queue
+from app.jobs.redact import mask
+from app.models import User
+from app.web.db import get_session
+
+jobs = AppGroup("jobs", help="See and steer the job queue.")
+users = AppGroup("users", help="Manage who may use the site's admin pages.")
+
+
+def _job_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a job id (a UUID)") from None
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}s"
+
+
+@jobs.command("stats")
+def show_stats() -> None:
+    """Counts by state and queue, the oldest due job, live processes, stranded jobs."""
+    view = stats.overview(get_session().connection())
+    for queue in view.queues or ["(no jobs)"]:
+        counts = " ".join(f"{s}={view.counts[s].get(queue, 0)}" for s in view.counts)
+        click.echo(f"{queue}: {counts}" + (" (paused)" if queue in view.paused else ""))
+    click.echo(f"oldest due job waits: {_age(view.oldest_due_age)}")
+    for process in view.processes:
+        click.echo(
+            f"{process.kind} {process.worker_id}: heartbeat {_age(process.heartbeat_age)}"
+            f" ago, running {len(process.running)}"
+        )
+    for name, count in view.orphaned.items():
+        click.echo(f"warning: {count} queued {name!r} job(s) wait, no live worker knows them")
+
+
+@jobs.command("list")
+@click.option(
+    "--state", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"])
+)
+@click.option("--queue")
+@click.option("--name")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--after", help="cursor printed at the end of the previous page")
+def list_jobs(
+    state: str | None, queue: str | None, name: str | None, limit: int, after: str | None
+) -> None:
+    """Jobs newest first, a page at a time."""
+    try:
+        cursor = stats.Cursor.decode(after) if after else None
+    except ValueError:
+        raise click.BadParameter(
+            "not a cursor printed by this command", param_hint="--after"
+        ) from None
+    rows, following = stats.list_jobs(
+        get_session().connection(), stats.JobFilter(state, queue, name), cursor, limit
+    )
+    for row in rows:
+        click.echo(
+            f"{row.job_id} {row.state:<9} {row.queue:<10} {row.name} "
+            f"attempts={row.attempts}/{row.max_attempts} "
+            f"created={row.created_at.isoformat(timespec='seconds')}"
+        )
+    if following is not None:
+        click.echo(f"next page: --after {following.encode()}")
+
+
+@jobs.command("show")
+@click.argument("job_id", type=_job_id)
+def show(job_id: uuid.UUID) -> None:
+    """One job: message, state, timeline and every error (secrets masked)."""
+    row = stats.job_detail(get_session().connection(), job_id)
+    if row is None:
+        raise click.ClickException(f"no job {job_id}")
+    fields: dict[str, Any] = {k: v for k, v in row._mapping.items() if k != "errors"}
+    fields["payload"], fields["result"] = mask(row.payload), mask(row.result)
+    for key, value in fields.items():
+        shown = value.isoformat() if isinstance(value, datetime) else value
+        click.echo(
+            f"{key}: {json.dumps(shown, default=str) if key in ('payload', 'result') else shown}"
+        )
+    for error in row.errors:
+        click.echo(f"--- attempt {error.get('attempt')} at {error.get('at')}: {error.get('error')}")
+        if error.get("traceback"):
+            click.echo(error["traceback"].rstrip())
+
+
+@jobs.command("retry")
+@click.argument("job_id", type=_job_id, required=False)
+@click.option("--failed", is_flag=True, help="every failed job matching --queue/--name")
+@click.option("--queue")
+@click.option("--name")
+def retry(job_id: uuid.UUID | None, failed: bool, queue: str | None, name: str | None) -> None:
+    """Queue a failed or cancelled job again (or all failed ones with --failed)."""
+    session = get_session()
+    if failed == (job_id is not None):
+        raise click.UsageError("give a JOB_ID or --failed")
+    if job_id is None:
+        click.echo(f"retried {operations.retry_failed(session, queue=queue, name=name)} job(s)")
+    elif not operations.retry(session, job_id):
+        raise click.ClickException(f"job {job_id} is not failed or cancelled (or does not exist)")
+    else:
+        click.echo(f"retried {job_id}")
+    session.commit()
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=_job_id)
+def cancel(job_id: uuid.UUID) -> None:
+    """Cancel a queued or running job (a running handler finishes; its outcome is dropped)."""
+    session = get_session()
+    if not operations.cancel(session, job_id):
+        raise click.ClickException(f"job {job_id} is not queued or running (or does not exist)")
+    session.commit()
+    click.echo(f"cancelled {job_id}")
+
+
+@jobs.command("enqueue")
+@click.argument("name")
+@click.option("--payload", default="{}", show_default=True, help="the payload, a JSON object")
+@click.option("--queue")
+@click.option("--priority", type=int)
+@click.option(
+    "--run-at",
+    "run_at",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"]),
+    help="ISO time with offset, e.g. 2030-01-01T06:00:00+00:00",
+)
+def enqueue_job(
+    name: str, payload: str, queue: str | None, priority: int | None, run_at: datetime | None
+) -> None:
+    """Enqueue job NAME and print the new job's id."""
+    try:
+        document = json.loads(payload)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--payload") from None
+    session = get_session()
+    try:
+        job_id = enqueue(
+            session,
+            name,
+            document,
+            queue=queue,
+            priority=priority,
+            run_at=run_at,
+            context="flask jobs enqueue",
+        )
+    except (UnknownJob, InvalidPayload, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    session.commit()
+    click.echo(str(job_id))
+
+
+@jobs.command("pause")
+@click.argument("queue")
+def pause(queue: str) -> None:
+    """Stop every worker from claiming from QUEUE (running jobs finish)."""
+    session = get_session()
+    pause_queue(session, queue, paused_by="flask jobs pause")
+    session.commit()
+    click.echo(f"paused {queue}")
+
+
+@jobs.command("resume")
+@click.argument("queue")
+def resume(queue: str) -> None:
+    """Let workers claim from QUEUE again."""
+    session = get_session()
+    resume_queue(session, queue)
+    session.commit()
+    click.echo(f"resumed {queue}")
+
+
+@jobs.command("alive")
+@click.option("--kind", type=click.Choice(["worker", "cron"]), default="worker", show_default=True)
+@click.option(
+    "--within",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="seconds since the last heartbeat that still count as alive",
+)
+def alive(kind: str, within: float) -> None:
+    """Exit 0 if a KIND process beat within WITHIN seconds, else 1: a platform health probe."""
+    processes = stats.live_processes(get_session().connection())
+    fresh = [p for p in processes if p.kind == kind and p.heartbeat_age <= within]
+    click.echo(f"{len(fresh)} live {kind} process(es)")
+    if not fresh:
+        sys.exit(1)
+
+
+@users.command("make-admin")
+@click.argument("email")
+def make_admin(email: str) -> None:
+    """Let the user with EMAIL (who signed up already) use /admin."""
+    session = get_session()
+    user = session.scalar(select(User).where(User.email == func.lower(email.strip())))
+    if user is None:
+        raise click.ClickException(f"no user with email {email!r}: sign up first")
+    user.is_admin = True
+    session.commit()
+    click.echo(f"{user.email} is now an admin")

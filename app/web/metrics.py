@@ -1,0 +1,29 @@
+"""`/metrics` for Prometheus: the queue's figures, read from the database per scrape.
+
+Open by default, like most exporters on a private network; set METRICS_TOKEN
+to require `Authorization: Bearer <token>`.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, Response, abort, current_app, request
+
+from app.jobs import metrics
+from app.web.db import get_session
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def scrape() -> Response:
+    """Every figure in Prometheus' text format."""
+    settings = current_app.config["PILLARS_SETTINGS"]
+    if settings.metrics_token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+            abort(401)
+    alive_within = 3 * settings.heartbeat_interval
+    snapshot = metrics.metrics_snapshot(get_session().connection(), alive_within=alive_within)
+    return Response(metrics.render(snapshot), mimetype="text/plain; version=0.0.4")
