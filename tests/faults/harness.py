@@ -23,10 +23,12 @@ from tests.processes import start, stop
 
 
 class Fleet:
-    """`size` worker processes kept alive until `close()`."""
+    """`size` processes of `script` (worker.py by default) kept alive until `close()`."""
 
-    def __init__(self, env: Mapping[str, str], size: int, logs: Path, *args: str) -> None:
-        self.env, self.args, self.logs = dict(env), args, logs
+    def __init__(
+        self, env: Mapping[str, str], size: int, logs: Path, *args: str, script: str = "worker.py"
+    ) -> None:
+        self.env, self.args, self.logs, self.script = dict(env), args, logs, script
         self.procs = [self._spawn(i) for i in range(size)]
         self.kills: dict[int, float] = {}  # pid -> time.time() of the kill
         self.restarts = 0
@@ -36,7 +38,8 @@ class Fleet:
         self._thread.start()
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
-        return start("worker.py", self.env, *self.args, log=self.logs / f"worker-{index}.log")
+        name = Path(self.script).stem
+        return start(self.script, self.env, *self.args, log=self.logs / f"{name}-{index}.log")
 
     def _supervise(self) -> None:
         while not self._closing.wait(0.1):
@@ -85,9 +88,18 @@ class Books:
         return sum(count - 1 for count in self.executions.values() if count > 1)
 
 
-def books(engine: Engine, enqueued: int, ledger: Path | None = None) -> Books:
+def books(
+    engine: Engine, enqueued: int, ledger: Path | None = None, name: str | None = None
+) -> Books:
+    """The books of every job, or of the jobs named `name` (others may share the table)."""
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT state, count(*) FROM jobs GROUP BY state"))
+        rows = conn.execute(
+            text(
+                "SELECT state, count(*) FROM jobs WHERE CAST(:name AS text) IS NULL OR name = :name"
+                " GROUP BY state"
+            ),
+            {"name": name},
+        )
         states: Counter[str] = Counter({state: count for state, count in rows})
     executions: Counter[int] = Counter()
     if ledger is not None and ledger.exists():
@@ -95,11 +107,15 @@ def books(engine: Engine, enqueued: int, ledger: Path | None = None) -> Books:
     return Books(enqueued, states, executions)
 
 
-def settled(engine: Engine, enqueued: int) -> bool:
-    """True once every job is in a final state."""
+def settled(engine: Engine, enqueued: int, name: str | None = None) -> bool:
+    """True once every job (or every job named `name`) is in a final state."""
     with engine.connect() as conn:
         done = conn.execute(
-            text("SELECT count(*) FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')")
+            text(
+                "SELECT count(*) FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')"
+                " AND (CAST(:name AS text) IS NULL OR name = :name)"
+            ),
+            {"name": name},
         ).scalar_one()
     return bool(done >= enqueued)
 

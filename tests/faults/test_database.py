@@ -69,8 +69,10 @@ def test_database_restart_mid_run_loses_nothing_and_kills_nobody(
     restarts = 3 if long_run() else 1
     ledger = tmp_path / "ledger"
     enqueue_work(fault_db, total, ledger)
-    fleet = Fleet(fault_env, 2, tmp_path, "--concurrency", "4")
-    first_pids = fleet.alive()
+    cron_env = {**fault_env, "JOB_MODULES": "tests.faults.jobs,tests.jobs,tests.schedules"}
+    crons = Fleet(cron_env, 2, tmp_path, script="cron.py")
+    fleet = Fleet(cron_env, 2, tmp_path, "--concurrency", "4")
+    first_pids = fleet.alive() + crons.alive()
     worst = 0.0
     try:
         for restart in range(restarts):
@@ -81,16 +83,19 @@ def test_database_restart_mid_run_loses_nothing_and_kills_nobody(
             back = time.monotonic()
             wait_for(progressed(fault_db, before + 10), timeout=60, what="work to resume")
             worst = max(worst, time.monotonic() - back)
-        wait_for(lambda: settled(fault_db.engine, total), timeout=300, what="every job")
-        survivors = fleet.alive()
+        wait_for(
+            lambda: settled(fault_db.engine, total, "faults.work"), timeout=300, what="every job"
+        )
+        time.sleep(3)  # cron keeps going after the restart too
+        survivors = fleet.alive() + crons.alive()
     finally:
-        codes = fleet.close()
-    result = books(fault_db.engine, total, ledger)
+        codes = fleet.close() + crons.close()
+    result = books(fault_db.engine, total, ledger, "faults.work")
     false_rescues = rescued(fault_db)
     report.append(
         Row(
             "5a PostgreSQL restart",
-            f"{total} jobs, 2x4 slots",
+            f"{total} jobs, 2x4 slots, 2 cron (every second)",
             f"{restarts} pg_ctl restart -m fast",
             total,
             result.states["succeeded"],
@@ -100,9 +105,19 @@ def test_database_restart_mid_run_loses_nothing_and_kills_nobody(
             f"{worst:.1f} s to resume",
         )
     )
-    assert survivors == first_pids and fleet.restarts == 0  # no process died
-    assert codes == [0, 0]
+    assert survivors == first_pids and fleet.restarts == crons.restarts == 0  # none died
+    assert codes == [0, 0, 0, 0]
     assert result.lost == 0 and result.states["succeeded"] == total
+    with fault_db.engine.connect() as conn:  # cron enqueued every second across the restart
+        runs = list(
+            conn.execute(
+                text(
+                    "SELECT scheduled_for FROM jobs"
+                    " WHERE cron_name = 'test.every_second' ORDER BY 1"
+                )
+            ).scalars()
+        )
+    assert len(runs) == len(set(runs)) == int((runs[-1] - runs[0]).total_seconds()) + 1
     assert false_rescues == 0
 
 
