@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -15,9 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.jobs import InvalidPayload, JobRequest, UnknownJob, enqueue, enqueue_many
-from tests.faults.conftest import FaultDatabase, Row
+from app.web import create_app
+from tests.faults.conftest import ROOT, FaultDatabase, Row
 from tests.faults.harness import books, settled
 from tests.processes import start, stop, wait_for
+from tests.web import sign_up, submit
 
 pytestmark = pytest.mark.faults
 
@@ -209,7 +215,7 @@ def test_malformed_messages_are_refused_or_fail_with_a_reason(
     result = books(fault_db.engine, 50 + len(BAD_ROWS), ledger)
     report.append(
         Row(
-            "7 bad input",
+            "7a bad input (API, rows)",
             "50 jobs + bad rows",
             f"{len(BAD_ENQUEUES) + 1} refused enqueues, {len(BAD_ROWS)} bad rows",
             50 + len(BAD_ROWS),
@@ -221,3 +227,96 @@ def test_malformed_messages_are_refused_or_fail_with_a_reason(
         )
     )
     assert result.states["succeeded"] == 50 and result.states["failed"] == len(BAD_ROWS)
+
+
+#: Malformed `flask jobs enqueue` calls: each must exit non-zero and say why.
+BAD_COMMANDS = [
+    (["no.such.job"], "no handler is registered"),
+    (["faults.work", "--payload", "{n: 1}"], "not JSON"),
+    (["faults.work", "--payload", "[1, 2]"], "must be a JSON object"),
+    (["faults.work", "--payload", '"text"'], "must be a JSON object"),
+    (["faults.work", "--payload", '{"n": 1}'], "missing a required argument"),
+    (["faults.work", "--payload", '{"n": "1", "seconds": 0, "ledger": "x"}'], "'n' must be int"),
+    (["faults.work", "--payload", '{"n": 1, "seconds": NaN, "ledger": "x"}'], "is not JSON"),
+    (["faults.work", "--run-at", "next tuesday"], "Invalid value for '--run-at'"),
+    (["faults.work", "--priority", "urgent"], "Invalid value for '--priority'"),
+]
+
+#: Malformed submissions of the site's forms: each must get a 4xx and write nothing.
+BAD_FORMS: list[tuple[str, str, dict[str, Any]]] = [
+    ("sign-up without email", "/signup", {"password": "long enough password"}),
+    ("sign-up with a bad email", "/signup", {"email": "not-an-email", "password": "x" * 12}),
+    ("sign-up with a short password", "/signup", {"email": "a@example.com", "password": "x"}),
+    ("upload with no file", "/exports", {}),
+    ("upload of an empty file", "/exports", {"file": (io.BytesIO(b""), "empty.csv")}),
+    (
+        "upload of a binary file",
+        "/exports",
+        {"file": (io.BytesIO(b"\x00\x01\x02\xff" * 100), "data.csv")},
+    ),
+    (
+        "upload of a file over the size limit",
+        "/exports",
+        {"file": (io.BytesIO(b"a,b\n" + b"1,2\n" * 700_000), "huge.csv")},
+    ),
+    (
+        "upload of a CSV with ragged rows",
+        "/exports",
+        {"file": (io.BytesIO(b"a,b\n1,2\n3\n4,5,6\n"), "ragged.csv")},
+    ),
+]
+
+
+def test_malformed_commands_and_forms_are_refused_and_write_nothing(
+    fault_db: FaultDatabase, fault_env: dict[str, str], report: list[Row]
+) -> None:
+    for args, words in BAD_COMMANDS:
+        done = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "flask"),
+                "--app",
+                "app.web:create_app",
+                "jobs",
+                "enqueue",
+                *args,
+            ],
+            cwd=ROOT,
+            env=fault_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode != 0 and words in done.stderr + done.stdout, (args, done.stderr)
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = fault_db.url
+    try:
+        app = create_app({"TESTING": True})
+        anonymous, member = app.test_client(), app.test_client()
+        sign_up(member, "ops@example.com")
+        for what, path, data in BAD_FORMS:
+            client = member if path == "/exports" else anonymous
+            response = submit(client, path, data)
+            assert 400 <= response.status_code < 500, (what, response.status_code)
+        app.extensions["pillars_engine"].dispose()
+    finally:
+        if previous is None:
+            del os.environ["DATABASE_URL"]
+        else:
+            os.environ["DATABASE_URL"] = previous
+    with fault_db.engine.connect() as conn:
+        jobs = conn.execute(text("SELECT name FROM jobs ORDER BY created_at")).scalars().all()
+        exports = conn.execute(text("SELECT count(*) FROM exports")).scalar_one()
+    assert jobs == ["accounts.send_welcome"] and exports == 0  # only the one good sign-up
+    report.append(
+        Row(
+            "7b bad input (CLI, forms)",
+            "real flask CLI + site forms",
+            f"{len(BAD_COMMANDS)} bad commands, {len(BAD_FORMS)} bad forms",
+            1,
+            0,
+            0,
+            0,
+            "0",
+            "all refused with a 4xx or exit 1",
+        )
+    )
