@@ -21,6 +21,7 @@ from app.jobs import (
 )
 from app.jobs.execution import Claimed, Outcome, backoff, execute
 from app.models import Job
+from tests.processes import wait_for
 
 
 def claim(
@@ -309,8 +310,14 @@ def test_job_of_a_worker_whose_session_ended_is_rescued_at_once(
         with db.begin() as conn:
             conn.execute(text("UPDATE workers SET heartbeat_at = now() - interval '1 minute'"))
             assert claims.rescue(conn, grace=1, stale=3600) == []  # lock still held
-    with db.begin() as conn:  # the session ended with its process
-        rescued = claims.rescue(conn, grace=1, stale=3600)
+
+    def rescue() -> list[claims.Rescued]:
+        with db.begin() as conn:
+            return claims.rescue(conn, grace=1, stale=3600)
+
+    # The session ended with its process; the server lets go of the lock a moment later.
+    rescued = wait_for(rescue, timeout=10, what="the lock to be released")
+    with db.connect() as conn:
         workers = conn.execute(text("SELECT count(*) FROM workers")).scalar_one()
     assert [r.job_id for r in rescued] == [job_id]
     assert "its worker dead died" in rescued[0].reason

@@ -257,7 +257,9 @@ BAD_FORMS: list[tuple[str, str, dict[str, Any]]] = [
     (
         "upload of a file over the size limit",
         "/exports",
-        {"file": (io.BytesIO(b"a,b\n" + b"1,2\n" * 700_000), "huge.csv")},
+        # Over UPLOAD_MAX_BYTES (set low below), under the test client's 500 KB
+        # spool limit, so the client keeps the body in memory.
+        {"file": (io.BytesIO(b"a,b\n" + b"1,2\n" * 50_000), "huge.csv")},
     ),
     (
         "upload of a CSV with ragged rows",
@@ -289,6 +291,7 @@ def test_malformed_commands_and_forms_are_refused_and_write_nothing(
         assert done.returncode != 0 and words in done.stderr + done.stdout, (args, done.stderr)
     previous = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = fault_db.url
+    os.environ["UPLOAD_MAX_BYTES"] = "100000"
     try:
         app = create_app({"TESTING": True})
         anonymous, member = app.test_client(), app.test_client()
@@ -299,6 +302,7 @@ def test_malformed_commands_and_forms_are_refused_and_write_nothing(
             assert 400 <= response.status_code < 500, (what, response.status_code)
         app.extensions["pillars_engine"].dispose()
     finally:
+        del os.environ["UPLOAD_MAX_BYTES"]
         if previous is None:
             del os.environ["DATABASE_URL"]
         else:
