@@ -29,13 +29,25 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # The web tier validates payloads at enqueue, so it knows every job name.
     load_job_modules(app.config["PILLARS_SETTINGS"].job_modules)
 
-    from app.web import api, auth, cli, db, errors, exports, health, pages, security, users
+    from app.web import (
+        admin,
+        api,
+        auth,
+        cli,
+        db,
+        errors,
+        exports,
+        health,
+        pages,
+        security,
+        users,
+    )
 
     db.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     app.context_processor(lambda: {"current_user": users.current_user})
-    for module in (health, pages, auth, exports, api):
+    for module in (health, pages, auth, exports, api, admin):
         app.register_blueprint(module.bp)
     app.cli.add_command(cli.cron)
     return app
