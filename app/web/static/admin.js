@@ -1,10 +1,16 @@
-// The dashboard, kept current without reloading: every few seconds, fetch this same page
-// and swap in its fresh [data-refresh] part (the overview; a job while queued or running).
+// The dashboard, kept current without reloading: every data-refresh seconds, fetch this
+// same page and swap in its fresh [data-refresh] part (the overview; a job while it is
+// queued or running).
 // Also asks before destructive actions (forms with data-confirm). Nothing inline, nothing
 // from elsewhere: the Content-Security-Policy allows neither.
 "use strict";
 
-const REFRESH_MS = 5000;
+const DEFAULT_SECONDS = 5;
+
+function period() {
+  const box = document.querySelector("[data-refresh]");
+  return (Number(box && box.dataset.refresh) || DEFAULT_SECONDS) * 1000;
+}
 
 async function refresh() {
   const current = document.querySelector("[data-refresh]");
@@ -28,7 +34,7 @@ function every() {
       // The server may be restarting: try again next time.
     }
     if (again) every();
-  }, REFRESH_MS);
+  }, period());
 }
 
 document.addEventListener("submit", (event) => {
