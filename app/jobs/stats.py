@@ -211,3 +211,19 @@ def list_jobs(
 def job_detail(conn: Connection, job_id: uuid.UUID) -> Any | None:
     """Every column of one job, or None."""
     return conn.execute(text("SELECT * FROM jobs WHERE job_id = :id"), {"id": job_id}).first()
+
+
+def cron_events(conn: Connection, limit: int = 20) -> list[Any]:
+    """The newest occurrences cron caught up or skipped, over every schedule."""
+    return list(
+        conn.execute(
+            text("""
+            -- Small without an index: one row per gap, and a run of overlap skips
+            -- extends its row instead of adding one per occurrence.
+            SELECT name, kind, occurrences, first_occurrence, last_occurrence, reason,
+                   recorded_at
+            FROM cron_events ORDER BY recorded_at DESC, event_id DESC LIMIT :limit
+        """),
+            {"limit": limit},
+        )
+    )

@@ -30,6 +30,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     load_job_modules(app.config["PILLARS_SETTINGS"].job_modules)
 
     from app.web import (
+        admin,
         api,
         auth,
         cli,
@@ -48,7 +49,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
     app.context_processor(lambda: {"current_user": users.current_user})
-    for module in (health, pages, auth, exports, api, metrics):
+    for module in (health, pages, auth, exports, api, admin, metrics):
         app.register_blueprint(module.bp)
     app.cli.add_command(cli.cron)
     app.cli.add_command(jobs_cli.jobs)

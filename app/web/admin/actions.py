@@ -1,0 +1,113 @@
+"""What an admin can do to jobs and queues. Every action is a POST (see `access`).
+
+Each view changes what it was asked to, commits, flashes a sentence saying
+what happened (or why nothing did), and redirects with 303, so reloading
+the page that follows never repeats the action.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from flask import Blueprint, abort, flash, redirect, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
+
+from app.jobs import operations, pause_queue, resume_queue, stats
+from app.web.admin import params
+from app.web.db import get_session
+from app.web.users import require_user
+
+bp = Blueprint("actions", __name__)
+
+Operation = Callable[[Session, uuid.UUID], bool]
+
+
+def _act(raw: str, operation: Operation, done: str, refused: str) -> tuple[uuid.UUID, bool]:
+    """Run `operation` on one job, commit and flash the outcome; 404 for an unknown job."""
+    job_id, session = params.job_id(raw), get_session()
+    job = stats.job_detail(session.connection(), job_id)
+    if job is None:
+        abort(404, "There is no such job: it may have been deleted or pruned.")
+    if operation(session, job_id):
+        session.commit()
+        flash(f"Job {job_id} ({job.name}) {done}.")
+        return job_id, True
+    flash(f"Job {job_id} ({job.name}) is {job.state}: {refused}.")
+    return job_id, False
+
+
+def _to_job(job_id: uuid.UUID) -> ResponseReturnValue:
+    return redirect(url_for("admin.jobs.show", job_id=job_id), 303)
+
+
+@bp.post("/jobs/<job_id>/retry")
+def retry(job_id: str) -> ResponseReturnValue:
+    """Failed or cancelled jobs only; refused while another live job holds its unique key."""
+    refused = "only failed or cancelled jobs can be retried, and only while no live job shares"
+    found, _ = _act(job_id, operations.retry, "queued again, to run now", refused + " its key")
+    return _to_job(found)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel(job_id: str) -> ResponseReturnValue:
+    """A running handler is not interrupted: it finishes, and its outcome is dropped."""
+    refused = "only queued or running jobs can be cancelled"
+    found, _ = _act(job_id, operations.cancel, "cancelled", refused)
+    return _to_job(found)
+
+
+@bp.post("/jobs/<job_id>/delete")
+def delete(job_id: str) -> ResponseReturnValue:
+    refused = "a running job cannot be deleted; cancel it first"
+    found, deleted = _act(job_id, operations.delete, "deleted", refused)
+    return redirect(url_for("admin.jobs.index"), 303) if deleted else _to_job(found)
+
+
+def _matching(count: int, queue: str | None, name: str | None) -> str:
+    jobs = "failed job" if count == 1 else "failed jobs"
+    where = "".join(f" {k} {v!r}" for k, v in (("in queue", queue), ("named", name)) if v)
+    return f"{count:,} {jobs}{where}"
+
+
+@bp.post("/jobs/failed/retry")
+def retry_failed() -> ResponseReturnValue:
+    """Every failed job matching the list's queue and name filters, not only those shown."""
+    where, session = params.job_filter("form"), get_session()
+    count = operations.retry_failed(session, queue=where.queue, name=where.name)
+    session.commit()
+    flash(f"{_matching(count, where.queue, where.name)} queued again.")
+    return redirect(url_for("admin.jobs.index", queue=where.queue, name=where.name), 303)
+
+
+@bp.post("/jobs/failed/delete")
+def delete_failed() -> ResponseReturnValue:
+    where, session = params.job_filter("form"), get_session()
+    count = operations.delete_failed(session, queue=where.queue, name=where.name)
+    session.commit()
+    flash(f"{_matching(count, where.queue, where.name)} deleted.")
+    return redirect(url_for("admin.jobs.index", queue=where.queue, name=where.name), 303)
+
+
+def _queue() -> str:
+    return params.text("form", "queue") or abort(400, "Name the queue.")
+
+
+@bp.post("/queues/pause")
+def pause() -> ResponseReturnValue:
+    """Workers everywhere stop claiming from the queue; the jobs they run finish."""
+    queue, session = _queue(), get_session()
+    pause_queue(session, queue, paused_by=require_user().email)
+    session.commit()
+    flash(f"Queue {queue!r} paused: no worker claims from it until it is resumed.")
+    return redirect(url_for("admin.overview.index"), 303)
+
+
+@bp.post("/queues/resume")
+def resume() -> ResponseReturnValue:
+    queue, session = _queue(), get_session()
+    resume_queue(session, queue)
+    session.commit()
+    flash(f"Queue {queue!r} resumed: workers claim from it again.")
+    return redirect(url_for("admin.overview.index"), 303)
