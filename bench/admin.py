@@ -102,13 +102,10 @@ def cursor_at(engine: Engine, where: str, offset: int) -> str:
     """The cursor a reader paging newest-first would hold after `offset` rows."""
     with engine.connect() as conn:
         row = conn.execute(
-            text(
-                f"SELECT created_at, job_id FROM jobs WHERE {where}"
-                " ORDER BY created_at DESC, job_id DESC OFFSET :n LIMIT 1"
-            ),
+            text(f"SELECT job_id FROM jobs WHERE {where} ORDER BY job_id DESC OFFSET :n LIMIT 1"),
             {"n": offset - 1},
         ).one()
-    return quote(f"{row.created_at.isoformat()}_{row.job_id}")
+    return quote(str(row.job_id))
 
 
 def pages(engine: Engine, rows: int) -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
 from app.jobs import enqueue
+from app.jobs.ids import job_id_at
 from tests.web import sign_up
 
 #: What a browser on the test client's own site sends with every POST.
@@ -74,6 +75,8 @@ def add_job(
             session, name, {"a": 1, "b": 2} if payload is None else dict(payload), queue=queue
         )
         session.commit()
+    if "created_at" in columns:  # ids sort by creation time: back-date the id too
+        columns["job_id"] = job_id_at(columns["created_at"].timestamp())
     if columns:
         documents = {k: json.dumps(v) for k, v in columns.items() if isinstance(v, dict | list)}
         assignments = ", ".join(
@@ -81,10 +84,10 @@ def add_job(
         )
         with engine.begin() as conn:
             conn.execute(
-                text(f"UPDATE jobs SET {assignments} WHERE job_id = :job_id"),
-                {**columns, **documents, "job_id": job_id},
+                text(f"UPDATE jobs SET {assignments} WHERE job_id = :old_id"),
+                {**columns, **documents, "old_id": job_id},
             )
-    return job_id
+    return uuid.UUID(str(columns.get("job_id", job_id)))
 
 
 def state_of(engine: Engine, job_id: uuid.UUID) -> str | None:

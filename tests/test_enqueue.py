@@ -200,3 +200,12 @@ def test_cancel_stops_a_queued_job_but_not_a_finished_one(session: Session) -> N
     assert cancel(session, job_id)
     assert session.get_one(Job, job_id).state == "cancelled"
     assert not cancel(session, job_id)
+
+
+def test_rows_inserted_by_hand_get_time_ordered_ids_too(session: Session) -> None:
+    first = enqueue(session, "test.add", {"a": 1})
+    session.commit()
+    time.sleep(0.002)
+    raw = session.execute(text("INSERT INTO jobs (name) VALUES ('test.noop') RETURNING job_id"))
+    by_hand = raw.scalar_one()
+    assert by_hand.version == 7 and by_hand > first

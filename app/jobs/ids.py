@@ -29,6 +29,11 @@ def new_job_id() -> uuid.UUID:
     return _from(time.time_ns() // 1_000_000, os.urandom(10))
 
 
+def job_id_at(moment: float) -> uuid.UUID:
+    """A UUIDv7 for the Unix time `moment`: for back-dated rows in tests and fixtures."""
+    return _from(int(moment * 1000), os.urandom(10))
+
+
 def new_job_ids(count: int) -> list[uuid.UUID]:
     """Return `count` fresh UUIDv7s with one call for randomness."""
     millis = time.time_ns() // 1_000_000

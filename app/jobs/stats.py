@@ -161,22 +161,17 @@ class JobFilter:
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a page ended: the (created_at, job_id) of its last row."""
+    """Where a page ended: the id of its last row (ids sort by creation time)."""
 
-    created_at: datetime
     job_id: uuid.UUID
 
     def encode(self) -> str:
-        return f"{self.created_at.isoformat()}_{self.job_id}"
+        return str(self.job_id)
 
     @classmethod
     def decode(cls, raw: str) -> Cursor:
         """Parse `encode`'s output; raises ValueError on anything else."""
-        created, _, job_id = raw.rpartition("_")
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("cursor time has no timezone")
-        return cls(moment, uuid.UUID(job_id))
+        return cls(uuid.UUID(raw))
 
 
 def list_jobs(
@@ -184,27 +179,28 @@ def list_jobs(
 ) -> tuple[list[Any], Cursor | None]:
     """A page of jobs, newest first, and the cursor of the next page (None: last page).
 
-    Keyset pagination: the next page starts after the last row seen, so page
-    1,000 costs what page 1 costs (ix_jobs_created / _name_ / _queue_ /
-    _ended_badly_created serve each filter).
+    Keyset pagination on the job id (UUIDv7: creation order): the next page
+    starts after the last row seen, so page 1,000 costs what page 1 costs.
+    The primary key serves the plain list and filters by queue or common
+    state; ix_jobs_name_newest and ix_jobs_ended_badly_newest the rest.
     """
     condition, params = where.where()
     if after is not None:
-        condition += " AND (created_at, job_id) < (:after_created, :after_id)"
-        params.update(after_created=after.created_at, after_id=after.job_id)
+        condition += " AND job_id < :after"
+        params["after"] = after.job_id
     rows = conn.execute(
         text(f"""
         SELECT job_id, name, queue, state, priority, attempts, max_attempts, created_at,
                run_at, finished_at, last_error
         FROM jobs WHERE {condition}
-        ORDER BY created_at DESC, job_id DESC
+        ORDER BY job_id DESC
         LIMIT :limit
     """),
         {**params, "limit": limit + 1},
     ).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    cursor = Cursor(rows[-1].created_at, rows[-1].job_id) if more and rows else None
+    cursor = Cursor(rows[-1].job_id) if more and rows else None
     return list(rows), cursor
 
 
