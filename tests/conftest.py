@@ -25,6 +25,9 @@ from tests.database import prepare_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: `site` and `browser` for the real-browser tests.
+pytest_plugins = ["tests.browser"]
+
 #: Short intervals so crash-recovery tests finish in seconds.
 FAST = {
     "JOB_MODULES": "tests.jobs",

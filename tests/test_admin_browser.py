@@ -8,45 +8,17 @@ and the page's live refresh are all exercised as in production.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import Engine, text
 
 from tests.admin import add_job, state_of
-from tests.processes import start, start_module, stop, wait_for
-from tests.test_browser import ARGS, DEADLINE_MS, answers, chromium, free_port
+from tests.browser import DEADLINE_MS
+from tests.processes import start, stop, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-@pytest.fixture
-def site(db: Engine, process_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """The site under gunicorn on a free loopback port; yields its base URL."""
-    port = free_port()
-    args = ("-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "--workers", "2")
-    server = start_module("gunicorn", process_env, *args, log=tmp_path / "gunicorn.log")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: answers(f"{base}/readyz"), timeout=60, what="gunicorn to serve")
-        yield base
-    finally:
-        stop(server)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[BrowserContext]:
-    """A fresh headless Chromium profile."""
-    executable = chromium()
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=executable, headless=True, args=ARGS
-        )
-        context.set_default_timeout(DEADLINE_MS)
-        yield context
-        context.close()
 
 
 @pytest.fixture
