@@ -21,7 +21,7 @@ from app.config import Settings
 from app.db import make_engine
 from app.jobs import load_job_modules
 from app.web import create_app
-from tests.database import prepare_database
+from tests.database import drop_databases, prepare_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,6 +54,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     if server is not None:
         server.cleanup()
+    else:  # a shared server (TEST_DATABASE_URL): leave it as it was
+        drop_databases(url)
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -59,3 +59,14 @@ def alembic_config(url: str) -> Config:
     config = Config(str(Path(__file__).resolve().parent.parent / "alembic.ini"))
     config.attributes["configure_logger"] = False
     return config
+
+
+def drop_databases(url: str) -> None:
+    """Drop this run's database and the scratch ones tests made beside it."""
+    from sqlalchemy.engine import make_url
+
+    own = make_url(url).database
+    admin = with_database(url, "postgres").replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in (own, "pillars_migrations", "pillars_behind"):
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
