@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -95,12 +96,24 @@ def up() -> int:
     honcho = subprocess.Popen(
         [str(BIN / "honcho"), "-f", "Procfile.dev", "start"], cwd=ROOT, env=env
     )
+    # SIGTERM (a supervisor, `timeout`, `kill`) should stop everything like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda signum, frame: _interrupt())
     try:
         return honcho.wait()
-    except KeyboardInterrupt:  # honcho got the same Ctrl-C and stops its processes
-        return honcho.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C in a terminal reaches honcho too; a signal sent to this
+        # process alone does not, so pass it on if honcho is still running.
+        try:
+            return honcho.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            honcho.send_signal(signal.SIGINT)
+            return honcho.wait()
     finally:
         del server
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
 
 
 def test(args: list[str]) -> int:
