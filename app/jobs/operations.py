@@ -9,6 +9,7 @@ locks for long.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
@@ -37,21 +38,29 @@ def delete(session: Session, job_id: uuid.UUID) -> bool:
 
 def retry_failed(session: Session, *, queue: str | None = None, name: str | None = None) -> int:
     """Queue every failed job matching the filter again; returns how many."""
-    total = 0
-    while True:
-        params = {"queue": queue, "name": name, "limit": BATCH}
-        count = len(session.connection().execute(sql.RETRY_FAILED, params).all())
-        total += count
-        if count < BATCH:
-            return total
+
+    def batch(params: dict[str, object]) -> int:
+        return len(session.connection().execute(sql.RETRY_FAILED, params).all())
+
+    return _in_batches(batch, queue, name)
 
 
 def delete_failed(session: Session, *, queue: str | None = None, name: str | None = None) -> int:
     """Delete every failed job matching the filter; returns how many."""
+
+    def batch(params: dict[str, object]) -> int:
+        return int(session.connection().execute(sql.DELETE_FAILED, params).scalar_one())
+
+    return _in_batches(batch, queue, name)
+
+
+def _in_batches(
+    run: Callable[[dict[str, object]], int], queue: str | None, name: str | None
+) -> int:
+    """Call `run` on batches of BATCH until one comes back short; the total it reports."""
     total = 0
     while True:
-        params = {"queue": queue, "name": name, "limit": BATCH}
-        count = int(session.connection().execute(sql.DELETE_FAILED, params).scalar_one())
+        count = run({"queue": queue, "name": name, "limit": BATCH})
         total += count
         if count < BATCH:
             return total
