@@ -51,6 +51,10 @@ class _Row:
     unique_key: str | None
     context: str
 
+    def columns(self) -> dict[str, Any]:
+        """The values as statement parameters; the payload goes as JSON text."""
+        return {key: value for key, value in self.__dict__.items() if key != "document"}
+
 
 def _seconds(delay: float | timedelta | None) -> float:
     if delay is None:
@@ -126,8 +130,7 @@ def enqueue(
         )
     )
     params = {
-        **row.__dict__,
-        "document": None,
+        **row.columns(),
         "job_id": new_job_id(),
         "cron_name": cron_name,
         "scheduled_for": scheduled_for,

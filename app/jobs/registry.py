@@ -61,29 +61,36 @@ class JobSpec:
         return _payload_signature(self.func, self.context_param)
 
     def check_payload(self, payload: object) -> dict[str, Any]:
-        """Return `payload` if it is a JSON object that fits the handler, else raise."""
-        self.encode_payload(payload)
+        """Return `payload` if it is a JSON object that fits the handler, else raise.
+
+        For payloads read back from the jobs table: they are JSON already, so
+        unlike `encode_payload` this does not serialize them again.
+        """
+        self._validated(payload, encode=False)
         return payload  # type: ignore[return-value]  # checked to be a dict
 
     def encode_payload(self, payload: object) -> str:
-        """Check `payload` like `check_payload` and return it as JSON text.
+        """Check `payload` like `check_payload` and return it as JSON text."""
+        return self._validated(payload, encode=True) or ""
 
-        Error messages never quote a secret-looking payload value.
-        """
+    def _validated(self, payload: object, *, encode: bool) -> str | None:
+        """Raise `InvalidPayload` (never quoting a secret value) unless `payload` fits."""
         try:
-            return self._encode(payload)
+            return self._check(payload, encode)
         except InvalidPayload as exc:
             raise InvalidPayload(redact(str(exc), payload)) from None
 
-    def _encode(self, payload: object) -> str:
+    def _check(self, payload: object, encode: bool) -> str | None:
         if not isinstance(payload, dict):
             raise InvalidPayload(
                 f"payload for job {self.name!r} must be a JSON object, got {type(payload).__name__}"
             )
-        try:
-            encoded = json.dumps(payload, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidPayload(f"payload for job {self.name!r} is not JSON: {exc}") from None
+        encoded = None
+        if encode:
+            try:
+                encoded = json.dumps(payload, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidPayload(f"payload for job {self.name!r} is not JSON: {exc}") from None
         if self.context_param is not None and self.context_param in payload:
             raise InvalidPayload(
                 f"payload for job {self.name!r} may not set {self.context_param!r}: "
