@@ -11,9 +11,10 @@ Two kinds of grid:
 * **Elapsed** (seconds, minutes, hours): every `step` of real time, counted
   from the Unix epoch (midnight UTC) plus the `at` offset. `every(5).minutes`
   falls on :00, :05, ...; `every().hour.at(":30")` on every half past. Real
-  time knows no daylight saving, so these never double or skip; the timezone
-  is not used (in a zone whose offset is not whole hours, an hourly
-  schedule falls on that zone's half hours).
+  time knows no daylight saving, so these never double or skip. In a zone
+  whose UTC offset is not whole hours (Asia/Kolkata, +05:30), minute and
+  hour grids are moved by the offset's minutes (`shift`), so an hourly
+  schedule at :00 falls on that zone's :00.
 * **Wall clock** (days, weeks): the `at` time (default 00:00) on the local
   dates of the schedule's timezone. Each such date has exactly one
   occurrence, resolved as PEP 495 `fold=0`: on the spring-forward day a
@@ -33,23 +34,36 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIRST_MONDAY = date(1970, 1, 5)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600}
+#: The longest step a grid may have: far enough for any schedule, near enough
+#: that every date computed from it stays within the calendar.
+MAX_STEP = timedelta(days=36_525)
 
 
 @dataclass(frozen=True)
 class Grid:
-    """A schedule's occurrences: every `interval` `unit`, at `at`, on `weekday`, in `zone`."""
+    """A schedule's occurrences: every `interval` `unit`, at `at`, on `weekday`, in `zone`.
+
+    `shift` moves an elapsed grid back by part of `zone`'s UTC offset (see the
+    module docstring); `schedules.grid_of` works it out from the zone.
+    """
 
     unit: str
     interval: int = 1
     at: time | None = None
     weekday: int | None = None
     zone: ZoneInfo = ZoneInfo("UTC")
+    shift: timedelta = timedelta(0)
 
     def __post_init__(self) -> None:
         if self.unit not in (*_UNIT_SECONDS, "days", "weeks"):
             raise ValueError(f"unknown unit {self.unit!r}")
-        if self.interval < 1:
-            raise ValueError(f"interval must be at least 1, got {self.interval}")
+        # bool is an int, and a float interval would be cut to whole days.
+        if type(self.interval) is not int or self.interval < 1:
+            raise ValueError(
+                f"the interval must be a whole number of at least 1, got {self.interval!r}"
+            )
+        if self.interval * self._unit_seconds > MAX_STEP.total_seconds():
+            raise ValueError(f"the interval is too long: at most {MAX_STEP.days} days")
         if self.weekday is not None and (self.unit != "weeks" or self.interval != 1):
             raise ValueError("a weekday needs a weekly schedule of interval 1")
 
@@ -58,17 +72,30 @@ class Grid:
         return self.unit in _UNIT_SECONDS
 
     @property
+    def _unit_seconds(self) -> int:
+        return _UNIT_SECONDS.get(self.unit) or 86_400 * (7 if self.unit == "weeks" else 1)
+
+    @property
     def step(self) -> timedelta:
         """Grid spacing: real time for elapsed grids, calendar days for wall-clock grids."""
-        if self.elapsed:
-            return timedelta(seconds=self.interval * _UNIT_SECONDS[self.unit])
-        return timedelta(days=self.interval * (7 if self.unit == "weeks" else 1))
+        return timedelta(seconds=self.interval * self._unit_seconds)
 
     @property
     def offset(self) -> timedelta:
-        """For elapsed grids: where in each step the occurrence falls (from `at`)."""
+        """For elapsed grids: where in each step the occurrence falls (from `at` and `shift`)."""
         at = self.at or time()
-        return timedelta(hours=at.hour, minutes=at.minute, seconds=at.second)
+        return timedelta(hours=at.hour, minutes=at.minute, seconds=at.second) - self.shift
+
+    @property
+    def fingerprint(self) -> str:
+        """The definition in words, stable across releases: what cron's state was written for.
+
+        Two grids with the same fingerprint have the same occurrences; a
+        change of fingerprint is a redefinition (see `app.cron.firing`).
+        """
+        day = "" if self.weekday is None else f" on {WEEKDAYS[self.weekday]}"
+        at = "" if self.at is None else f" at {self.at.isoformat()}"
+        return f"every {self.interval} {self.unit}{day}{at} ({self.zone.key})"
 
 
 def _utc(moment: datetime) -> datetime:
