@@ -90,3 +90,31 @@ def test_run_now_of_an_unknown_schedule_is_404(admin: FlaskClient, db: Engine) -
     assert post(admin, "/admin/cron/no.such.schedule/run").status_code == 404
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM jobs")).scalar_one() == 0
+
+
+def test_shows_state_left_by_schedules_removed_from_code_and_when_it_is_forgotten(
+    admin: FlaskClient, db: Engine
+) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            text("""
+            INSERT INTO cron_state (name, last_run_at, fingerprint, removed_at) VALUES
+                ('old.digest', '2026-03-01 06:00+00', 'every 1 days at 06:00:00 (UTC)',
+                 '2026-03-02 10:00+00'),
+                ('old.unnoticed', '2026-03-01 07:00+00', NULL, NULL),
+                ('pillars.prune_jobs', '2026-03-01 03:15+00', NULL, NULL)
+        """)
+        )
+    page = admin.get("/admin/cron").text
+    removed = page.split('id="orphans"')[1].split("</table>")[0]
+    rows = [" ".join(re.sub(r"<[^>]+>", " ", row).split()) for row in removed.split("<tr>")[2:]]
+    assert rows == [
+        "old.digest every 1 days at 06:00:00 (UTC) 2026-03-01 06:00:00 UTC"
+        " 2026-03-02 10:00:00 UTC 2026-04-01 10:00:00 UTC",
+        "old.unnoticed not recorded 2026-03-01 07:00:00 UTC not yet: when a cron process starts —",
+    ]
+    assert "for 30 days after a cron process" in page
+
+
+def test_a_page_without_removed_schedules_has_no_such_section(admin: FlaskClient) -> None:
+    assert 'id="orphans"' not in admin.get("/admin/cron").text

@@ -63,3 +63,21 @@ def test_cron_run_names_the_schedules_that_exist_when_given_an_unknown_one(
     assert result.exit_code != 0
     assert "no schedule is named 'nope'" in result.output
     assert "pillars.prune_jobs" in result.output
+
+
+def test_cron_list_names_state_left_by_a_removed_schedule(
+    runner: FlaskCliRunner, db: Engine
+) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO cron_state (name, last_run_at, fingerprint, removed_at) VALUES"
+                " ('old.digest', '2026-03-01 06:00+00', 'every 1 days at 06:00:00 (UTC)',"
+                " '2026-03-02 10:00+00')"
+            )
+        )
+    result = runner.invoke(args=["cron", "list"])
+    assert result.exit_code == 0, result.output
+    orphan = result.output.split("old.digest:")[1]
+    assert "removed from code (state kept: every 1 days at 06:00:00 (UTC))" in orphan
+    assert "forgotten: 2026-04-01 10:00:00+00:00" in orphan

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,39 @@ def standings(session: Session, schedules: Iterable[Schedule]) -> list[Standing]
     return found
 
 
+@dataclass(frozen=True)
+class Orphan:
+    """State of a schedule no longer in code: kept until `prune_at`, then forgotten.
+
+    `removed_at` is None until a cron process starts without the schedule
+    and notices; only then does the retention begin.
+    """
+
+    name: str
+    fingerprint: str | None
+    last_run_at: datetime
+    removed_at: datetime | None
+    prune_at: datetime | None
+
+
+def orphans(session: Session, schedules: Iterable[Schedule], retention_days: float) -> list[Orphan]:
+    """The `cron_state` rows that no schedule in `schedules` owns, oldest removal first."""
+    names = {schedule.name for schedule in schedules}
+    retention = timedelta(days=retention_days)
+    found = [
+        Orphan(
+            row.name,
+            row.fingerprint,
+            row.last_run_at,
+            row.removed_at,
+            None if row.removed_at is None else row.removed_at + retention,
+        )
+        for row in session.execute(sql.READ_STATES)
+        if row.name not in names
+    ]
+    return sorted(found, key=lambda o: (o.removed_at is None, o.removed_at, o.name))
+
+
 def run_now(session: Session, schedule: Schedule) -> uuid.UUID:
     """Enqueue `schedule`'s job once, now, in the caller's transaction.
 
@@ -57,5 +90,5 @@ def run_now(session: Session, schedule: Schedule) -> uuid.UUID:
         dict(schedule.payload),
         context=f"cron {schedule.name} run by hand",
         cron_name=schedule.name,
-        scheduled_for=now,
+        scheduled_for=now.astimezone(schedule.grid.zone),
     )

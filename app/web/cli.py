@@ -8,15 +8,19 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from app.cron import load_schedules, schedules
-from app.cron.status import run_now, standings
+from app.cron import ScheduleError, load_schedules, schedules
+from app.cron.status import orphans, run_now, standings
 from app.web.db import get_session
 
 cron = AppGroup("cron", help="Inspect and run the schedules cron enqueues.")
 
 
 def _load() -> None:
-    load_schedules(current_app.config["PILLARS_SETTINGS"].job_modules)
+    """Load the schedules as cron would; a bad definition is one line, not a traceback."""
+    try:
+        load_schedules(current_app.config["PILLARS_SETTINGS"].job_modules)
+    except ScheduleError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _when(moment: datetime | None) -> str:
@@ -36,6 +40,14 @@ def list_schedules() -> None:
             + f"\n  last: {_when(standing.last_run_at)}"
             + f"\n  next: {_when(standing.next_at)}"
             + (" (due now)" if standing.due else "")
+        )
+    retention = current_app.config["PILLARS_SETTINGS"].cron_orphan_retention_days
+    for orphan in orphans(get_session(), schedules.all(), retention):
+        forgotten = "when a cron process notices" if orphan.prune_at is None else ""
+        click.echo(
+            f"{orphan.name}: removed from code (state kept: {orphan.fingerprint or '?'})\n"
+            f"  last: {_when(orphan.last_run_at)}\n"
+            f"  forgotten: {_when(orphan.prune_at) if orphan.prune_at else forgotten}"
         )
 
 

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask.typing import ResponseReturnValue
 
 from app.cron import Schedule, load_schedules, schedules
-from app.cron.status import run_now, standings
+from app.cron.status import orphans, run_now, standings
 from app.jobs import stats
 from app.web.db import get_session
 
@@ -22,10 +22,13 @@ def _schedules() -> list[Schedule]:
 
 @bp.get("")
 def index() -> ResponseReturnValue:
-    session = get_session()
+    session, defined = get_session(), _schedules()
+    retention = current_app.config["PILLARS_SETTINGS"].cron_orphan_retention_days
     return render_template(
         "admin/cron.html",
-        standings=standings(session, _schedules()),
+        standings=standings(session, defined),
+        orphans=orphans(session, defined, retention),
+        retention=retention,
         events=stats.cron_events(session.connection(), RECENT_EVENTS),
     )
 
