@@ -6,7 +6,8 @@ list past occurrences. Here a definition is read once into a `Grid`, and
 every question ("the occurrences in (after, until]") is answered by
 arithmetic on that grid, whoever asks and whenever.
 
-Two kinds of grid:
+Two kinds of grid (and a third, crontab expressions, in `app.cron.crontab`,
+answering the same questions through the functions below):
 
 * **Elapsed** (seconds, minutes, hours): every `step` of real time, counted
   from the Unix epoch (midnight UTC) plus the `at` offset. `every(5).minutes`
@@ -28,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from app.cron.crontab import CronGrid
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: 1970-01-05, the first Monday on or after the epoch: week grids count from it.
@@ -135,8 +138,14 @@ def _wall_latest(grid: Grid, moment: datetime) -> datetime:
 # -- the questions --------------------------------------------------------------
 
 
-def latest(grid: Grid, moment: datetime) -> datetime:
+#: Every kind of grid a schedule may have.
+AnyGrid = Grid | CronGrid
+
+
+def latest(grid: AnyGrid, moment: datetime) -> datetime:
     """The newest occurrence at or before `moment`, in UTC."""
+    if isinstance(grid, CronGrid):
+        return grid.latest(moment)
     moment = _utc(moment)
     if grid.elapsed:
         steps = (moment - EPOCH - grid.offset) // grid.step
@@ -144,8 +153,10 @@ def latest(grid: Grid, moment: datetime) -> datetime:
     return _wall_latest(grid, moment)
 
 
-def following(grid: Grid, moment: datetime) -> datetime:
+def following(grid: AnyGrid, moment: datetime) -> datetime:
     """The first occurrence strictly after `moment`, in UTC."""
+    if isinstance(grid, CronGrid):
+        return grid.following(moment)
     moment = _utc(moment)
     if grid.elapsed:
         return latest(grid, moment) + grid.step
@@ -153,8 +164,10 @@ def following(grid: Grid, moment: datetime) -> datetime:
     return _on_date(grid, day)
 
 
-def count(grid: Grid, after: datetime, until: datetime) -> int:
+def count(grid: AnyGrid, after: datetime, until: datetime) -> int:
     """How many occurrences fall in the half-open interval (after, until]."""
+    if isinstance(grid, CronGrid):
+        return grid.count(after, until)
     first, last = latest(grid, after), latest(grid, until)
     if last <= first:
         return 0
@@ -164,7 +177,7 @@ def count(grid: Grid, after: datetime, until: datetime) -> int:
     return days // grid.step.days
 
 
-def newest(grid: Grid, after: datetime, until: datetime, limit: int) -> list[datetime]:
+def newest(grid: AnyGrid, after: datetime, until: datetime, limit: int) -> list[datetime]:
     """The newest `limit` occurrences in (after, until], oldest first.
 
     Walks back from `until`, so a long gap in an every-second schedule costs
@@ -179,6 +192,6 @@ def newest(grid: Grid, after: datetime, until: datetime, limit: int) -> list[dat
     return found[::-1]
 
 
-def between(grid: Grid, after: datetime, until: datetime) -> list[datetime]:
+def between(grid: AnyGrid, after: datetime, until: datetime) -> list[datetime]:
     """Every occurrence in (after, until], oldest first (for short intervals)."""
     return newest(grid, after, until, count(grid, after, until))

@@ -2,9 +2,10 @@
 
 A `Schedule` is defined in code, in `app/cron/builtin.py` for the app's own
 or in any module listed in JOB_MODULES, and registered with `add`. The
-`schedule` library supplies the definition (`schedule.every(5).minutes`,
-`schedule.every().monday.at("09:30")`); it is only read, never run: see
-`app.cron.occurrences` for why and for how times are computed.
+definition is either the `schedule` library's (`schedule.every(5).minutes`,
+`schedule.every().monday.at("09:30")`), only read, never run (see
+`app.cron.occurrences` for why and for how times are computed), or a
+crontab expression (`"30 6 * * 1-5"`, see `app.cron.crontab`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import schedule as schedule_library
 
-from app.cron.occurrences import WEEKDAYS, Grid
+from app.cron.crontab import CronGrid
+from app.cron.occurrences import WEEKDAYS, AnyGrid, Grid
 from app.jobs import load_job_modules, registry
 from app.jobs.errors import InvalidPayload, UnknownJob
 
@@ -44,10 +46,15 @@ class ScheduleError(ValueError):
     """A schedule cannot run as written; the message names it and says what to change."""
 
 
-def grid_of(definition: Any, timezone: str) -> Grid:
-    """Read a `schedule` library job definition into a `Grid` in `timezone`."""
+def grid_of(definition: Any, timezone: str) -> AnyGrid:
+    """Read a crontab expression or a `schedule` library definition into a grid in `timezone`."""
+    if isinstance(definition, str):
+        return CronGrid(definition, zone_of(timezone))
     if not isinstance(definition, schedule_library.Job):
-        raise TypeError(f"expected a schedule.every(...) definition, got {definition!r}")
+        raise TypeError(
+            "expected a crontab expression or a schedule.every(...) definition, "
+            f"got {definition!r:.100}"
+        )
     if definition.unit is None:
         raise ValueError("the definition has no unit: e.g. schedule.every(5).minutes")
     if definition.latest is not None or definition.cancel_after is not None:
@@ -96,7 +103,7 @@ def _shift(grid: Grid) -> timedelta:
         raise ValueError(
             f"{grid.zone.key} moves its clocks by part of an hour, so every "
             f"{grid.interval} {grid.unit} cannot keep to its local minutes: "
-            "use a daily schedule or timezone='UTC'"
+            "use a daily schedule, a crontab expression or timezone='UTC'"
         )
     return shifts.pop()
 
@@ -114,7 +121,9 @@ class Schedule:
     """
 
     name: str
-    every: Any  # a schedule.Job, e.g. schedule.every().day.at("06:00")
+    #: A schedule.Job (`schedule.every().day.at("06:00")`) or a crontab
+    #: expression (`"0 6 * * *"`), read in `timezone`.
+    every: Any
     job: str
     payload: Mapping[str, Any] = field(default_factory=dict)
     missed: Policy = "latest"
@@ -122,7 +131,7 @@ class Schedule:
     skip_if_running: bool = False
     #: With `missed="all"`: at most this many missed occurrences are enqueued.
     max_catch_up: int = 24
-    grid: Grid = field(init=False, repr=False)
+    grid: AnyGrid = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -164,6 +173,8 @@ class Schedule:
     def describe(self) -> str:
         """Say when it runs, for people: 'every 5 minutes', 'every monday at 09:30 (UTC)'."""
         grid = self.grid
+        if isinstance(grid, CronGrid):
+            return f"cron {grid.expression} ({self.timezone})"
         if grid.weekday is not None:
             when = f"every {WEEKDAYS[grid.weekday]}"
         else:
