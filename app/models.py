@@ -216,6 +216,10 @@ class CronState(Base):
     #: When a cron process started without this schedule in its code; rows
     #: removed longer than CRON_ORPHAN_RETENTION_DAYS are pruned.
     removed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: Set while an operator has the schedule paused: due occurrences are
+    #: skipped (and recorded), whatever the missed-run policy.
+    paused_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    paused_by: Mapped[str | None] = mapped_column(Text)
 
 
 class User(Base):

@@ -1,4 +1,4 @@
-"""cron: the definition each schedule's state was written for
+"""cron: the definition each schedule's state was written for, removals and pauses
 
 Revision ID: 0006_cron_definitions
 Revises: 0005_queue_guards
@@ -22,6 +22,8 @@ def upgrade() -> None:
     # it runs, rather than mistaking every schedule for a redefined one.
     op.add_column('cron_state', sa.Column('fingerprint', sa.Text(), nullable=True))
     op.add_column('cron_state', sa.Column('removed_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('cron_state', sa.Column('paused_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('cron_state', sa.Column('paused_by', sa.Text(), nullable=True))
     op.drop_constraint(op.f('ck_cron_events_kind'), 'cron_events', type_='check')
     op.drop_constraint(op.f('ck_cron_events_occurrences_positive'), 'cron_events', type_='check')
     op.create_check_constraint(
@@ -45,5 +47,7 @@ def downgrade() -> None:
     op.create_check_constraint(
         op.f('ck_cron_events_occurrences_positive'), 'cron_events', 'occurrences >= 1'
     )
+    op.drop_column('cron_state', 'paused_by')
+    op.drop_column('cron_state', 'paused_at')
     op.drop_column('cron_state', 'removed_at')
     op.drop_column('cron_state', 'fingerprint')

@@ -21,6 +21,16 @@ ON_TIME = timedelta(seconds=60)
 OVERLAP = "the previous occurrence is still queued or running"
 
 
+def paused(by: str | None) -> str:
+    """The reason recorded for occurrences skipped while paused."""
+    return f"paused by {by}" if by else "paused"
+
+
+def _merges(reason: str) -> bool:
+    """Skips that repeat occurrence after occurrence extend one event, not one per skip."""
+    return reason == OVERLAP or reason.startswith("paused")
+
+
 def missed(
     session: Session,
     schedule: Schedule,
@@ -89,6 +99,6 @@ def _event(
         "last_occurrence": last,
         "reason": reason,
     }
-    if reason == OVERLAP and session.execute(sql.EXTEND_EVENT, params).first() is not None:
+    if _merges(reason) and session.execute(sql.EXTEND_EVENT, params).first() is not None:
         return
     session.execute(sql.RECORD_EVENT, params)

@@ -8,6 +8,11 @@ occurrence is neither lost nor enqueued twice: the next process to get the
 row does the same work again. Peers skip a locked row; the unique index on
 (cron_name, scheduled_for) is the last line of defence.
 
+A paused schedule (`control.pause`) is stepped all the same, but every
+occurrence due is skipped and recorded, whatever the missed-run policy: the
+policies are about occurrences cron could not handle, and a paused one was
+handled on time, by skipping it. On resume nothing is owed.
+
 The state remembers which definition it was counted on (its fingerprint).
 When the code's definition differs, or the schedule comes back after a
 cron process noticed its removal, the occurrences since `last_run_at` are
@@ -98,6 +103,8 @@ def catch_up(
     last_run_at: datetime = state.last_run_at
     if occurrences.count(schedule.grid, last_run_at, now) == 0:
         return Step(last_run_at)
+    if state.paused_at is not None:
+        return skip_paused(session, schedule, last_run_at, now, state.paused_by)
     decided = plan(schedule, last_run_at, now)
     if decided.enqueue and schedule.skip_if_running:
         decided = _unless_running(session, schedule, decided)
@@ -109,6 +116,19 @@ def catch_up(
     newest = occurrences.latest(schedule.grid, now)
     session.execute(sql.ADVANCE_STATE, {"name": name, "last_run_at": newest})
     return Step(newest, decided.enqueue, decided.skipped)
+
+
+def skip_paused(
+    session: Session, schedule: Schedule, last_run_at: datetime, now: datetime, by: str | None
+) -> Step:
+    """Skip and record every occurrence in (last_run_at, now]; the caller holds the row lock."""
+    due = occurrences.count(schedule.grid, last_run_at, now)
+    if due == 0:
+        return Step(last_run_at)
+    events.missed(session, schedule, last_run_at, now, [], due, events.paused(by))
+    newest = occurrences.latest(schedule.grid, now)
+    session.execute(sql.ADVANCE_STATE, {"name": schedule.name, "last_run_at": newest})
+    return Step(newest, [], due)
 
 
 def _enqueue(session: Session, schedule: Schedule, occurrence: datetime) -> None:

@@ -29,7 +29,8 @@ SELECT set_config('lock_timeout', :lock, true),
 # under the lock also returns the newest committed last_run_at, so a peer
 # that just enqueued an occurrence is seen, never repeated.
 LOCK_STATE = text("""
-SELECT last_run_at, fingerprint, removed_at FROM cron_state WHERE name = :name
+SELECT last_run_at, fingerprint, removed_at, paused_at, paused_by FROM cron_state
+WHERE name = :name
 FOR UPDATE SKIP LOCKED
 """)
 
@@ -64,7 +65,38 @@ UPDATE cron_state SET last_run_at = greatest(last_run_at, :last_run_at), updated
 WHERE name = :name
 """)
 
-READ_STATES = text("SELECT name, last_run_at, fingerprint, removed_at FROM cron_state")
+READ_STATES = text("""
+SELECT name, last_run_at, fingerprint, removed_at, paused_at, paused_by FROM cron_state
+""")
+
+# An operator's pause or resume waits for a step in progress (milliseconds)
+# rather than skipping it: the change must land.
+LOCK_STATE_WAIT = text("""
+SELECT last_run_at, fingerprint, paused_at, paused_by FROM cron_state WHERE name = :name
+FOR UPDATE
+""")
+
+PAUSE_STATE = text("""
+UPDATE cron_state SET paused_at = now(), paused_by = :paused_by WHERE name = :name
+""")
+
+RESUME_STATE = text("""
+UPDATE cron_state SET paused_at = NULL, paused_by = NULL WHERE name = :name
+""")
+
+# Each schedule's newest jobs, for the cron page: one backward scan of
+# uq_jobs_cron_occurrence (cron_name, scheduled_for) per schedule.
+RECENT_JOBS = text("""
+SELECT s.name, j.job_id, j.state, j.scheduled_for, j.finished_at, j.last_error
+FROM unnest(CAST(:names AS text[])) AS s (name)
+CROSS JOIN LATERAL (
+    SELECT job_id, state, scheduled_for, finished_at, last_error FROM jobs
+    WHERE cron_name = s.name
+    ORDER BY scheduled_for DESC
+    LIMIT :per_schedule
+) AS j
+ORDER BY s.name, j.scheduled_for DESC
+""")
 
 # A process that starts without a schedule in its code marks its state as
 # removed (once: the first process to notice sets the time). Rows a peer is
@@ -104,8 +136,9 @@ INSERT INTO cron_events (name, kind, occurrences, first_occurrence, last_occurre
 VALUES (:name, :kind, :occurrences, :first_occurrence, :last_occurrence, :reason)
 """)
 
-# A long-running job makes an every-minute schedule skip once a minute: extend
-# the newest event when it says the same thing, rather than add a row per skip.
+# A long-running job makes an every-minute schedule skip once a minute, and a
+# paused one skips every occurrence: extend the newest event when it says the
+# same thing, rather than add a row per skip.
 # Safe without a lock of its own: the caller holds the schedule's state row.
 EXTEND_EVENT = text("""
 UPDATE cron_events
