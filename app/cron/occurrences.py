@@ -47,7 +47,7 @@ class Grid:
     """A schedule's occurrences: every `interval` `unit`, at `at`, on `weekday`, in `zone`.
 
     `shift` moves an elapsed grid back by part of `zone`'s UTC offset (see the
-    module docstring); `schedules.grid_of` works it out from the zone.
+    module docstring); `definitions.grid_of` works it out from the zone.
     """
 
     unit: str
