@@ -2,6 +2,8 @@
 
 Runs until SIGTERM or SIGINT, then exits 0. Any number may run at once:
 each occurrence is enqueued exactly once (see `app/cron/scheduler.py`).
+A schedule that cannot run as written stops it at start with one line
+naming the schedule, and exit status 2.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ def main() -> int:
     load_dotenv()
     from app import logs
     from app.config import get_settings
-    from app.cron import load_schedules
+    from app.cron import ScheduleError, load_schedules
     from app.cron.scheduler import Scheduler
     from app.db import make_engine
 
     logs.configure("cron")
     settings = get_settings()
-    schedules = load_schedules(settings.job_modules)
+    try:
+        schedules = load_schedules(settings.job_modules)
+    except ScheduleError as error:
+        print(f"cron: {error}", file=sys.stderr)
+        return 2
     engine = make_engine(settings, pool_size=2, application_name="pillars-cron")
     scheduler = Scheduler(engine, settings, schedules)
     signal.signal(signal.SIGTERM, lambda signum, frame: scheduler.stop())

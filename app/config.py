@@ -90,6 +90,8 @@ class Settings:
     worker_synchronous_commit: bool = False
     #: Finished jobs older than this are pruned by the maintenance job.
     job_retention_days: float = 14.0
+    #: Cron forgets a schedule removed from code this many days after noticing.
+    cron_orphan_retention_days: float = 30.0
     secret_key: str = field(default="dev", repr=False)
     #: When set, /metrics requires `Authorization: Bearer <token>`.
     metrics_token: str = field(default="", repr=False)
@@ -133,6 +135,9 @@ class Settings:
             poll_interval=_float(env, "WORKER_POLL_INTERVAL", cls.poll_interval),
             worker_synchronous_commit=_bool(env, "WORKER_SYNCHRONOUS_COMMIT", False),
             job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
+            cron_orphan_retention_days=_float(
+                env, "CRON_ORPHAN_RETENTION_DAYS", cls.cron_orphan_retention_days
+            ),
             secret_key=env.get("SECRET_KEY", "dev"),
             metrics_token=env.get("METRICS_TOKEN", ""),
             site_url=env.get("SITE_URL", cls.site_url).rstrip("/"),

@@ -210,6 +210,16 @@ class CronState(Base):
     #: The occurrence most recently enqueued (not the time of a loop tick).
     last_run_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    #: The definition `last_run_at` was counted on (`Grid.fingerprint`); NULL
+    #: for rows written before it was kept, adopted by the next step.
+    fingerprint: Mapped[str | None] = mapped_column(Text)
+    #: When a cron process started without this schedule in its code; rows
+    #: removed longer than CRON_ORPHAN_RETENTION_DAYS are pruned.
+    removed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: Set while an operator has the schedule paused: due occurrences are
+    #: skipped (and recorded), whatever the missed-run policy.
+    paused_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    paused_by: Mapped[str | None] = mapped_column(Text)
 
 
 class User(Base):
@@ -281,8 +291,10 @@ class CronEvent(Base):
     """What cron did about occurrences that were not on time: caught up or skipped.
 
     Written in the transaction that handles the occurrences, so the record
-    and what happened can never disagree. Only gaps and overlaps are
-    recorded; occurrences enqueued on time leave their trace in `jobs`.
+    and what happened can never disagree. Only gaps, overlaps and
+    redefinitions are recorded; occurrences enqueued on time leave their
+    trace in `jobs`. A `redefined` event spans the last occurrence of the old
+    definition to where the new one starts.
     """
 
     __tablename__ = "cron_events"
@@ -298,8 +310,12 @@ class CronEvent(Base):
     recorded_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
 
     __table_args__ = (
-        CheckConstraint("kind IN ('caught_up', 'skipped')", name="kind"),
-        CheckConstraint("occurrences >= 1", name="occurrences_positive"),
+        CheckConstraint("kind IN ('caught_up', 'skipped', 'redefined')", name="kind"),
+        # A redefinition counts no occurrences: it starts the new definition from now.
+        CheckConstraint(
+            "occurrences >= 1 OR (kind = 'redefined' AND occurrences = 0)",
+            name="occurrences_positive",
+        ),
         # The dashboard reads one schedule's newest events.
         Index("ix_cron_events_name_recorded_at", "name", "recorded_at"),
     )

@@ -9,7 +9,7 @@ import pytest
 import schedule
 
 from app.cron import Schedule
-from app.cron.occurrences import Grid, between, count, following, latest, newest
+from app.cron.occurrences import AnyGrid, between, count, following, latest, newest
 
 
 def at(text: str) -> datetime:
@@ -18,7 +18,7 @@ def at(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def grid(every: Any, timezone: str = "UTC") -> Grid:
+def grid(every: Any, timezone: str = "UTC") -> AnyGrid:
     return Schedule("test", every, "test.noop", timezone=timezone).grid
 
 
@@ -139,7 +139,7 @@ def test_naive_datetimes_are_refused() -> None:
         (schedule.every(5), {}, "no unit"),
         (schedule.every().hour, {"timezone": "Mars/Olympus"}, "unknown timezone"),
         (schedule.every().hour, {"missed": "some"}, "missed must be one of"),
-        ("every hour", {}, "schedule.every"),
+        ("every hour", {}, "not a crontab expression"),
     ],
 )
 def test_a_schedule_that_cannot_be_computed_is_refused_at_definition(

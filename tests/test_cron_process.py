@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
+from app.cron import control, load_schedules
 from tests.processes import start, stop, wait_for
 
 pytestmark = pytest.mark.slow
@@ -176,3 +178,40 @@ def test_cron_survives_its_database_connections_being_killed(
         assert stop(cron) == 0
     assert "life lock connection lost" in log.read_text()
     assert_every_second_once(db)
+
+
+def test_every_cron_process_honours_a_pause_and_resumes_without_a_backlog(
+    db: Engine, cron_env: dict[str, str], tmp_path: Path
+) -> None:
+    every_second = next(s for s in load_schedules(["tests.schedules"]) if s.name == EVERY_SECOND)
+    crons = [start("cron.py", cron_env, log=tmp_path / f"cron{n}.log") for n in range(2)]
+    try:
+        wait_for(lambda: len(occurrences(db, EVERY_SECOND)) >= 2, what="two occurrences")
+        with Session(db) as session, session.begin():
+            assert control.pause(session, every_second, "ops@example.com")
+        paused = db_now(db)  # after the commit: no step that starts now may enqueue
+
+        def skipped() -> int:
+            total = scalar(
+                db,
+                "SELECT coalesce(sum(occurrences), 0) FROM cron_events"
+                " WHERE name = :n AND reason = 'paused by ops@example.com'",
+                n=EVERY_SECOND,
+            )
+            assert isinstance(total, int)
+            return total
+
+        wait_for(lambda: skipped() >= 3, what="three occurrences skipped while paused")
+        assert max(occurrences(db, EVERY_SECOND)) <= paused
+        with Session(db) as session, session.begin():
+            assert control.resume(session, every_second)
+        resumed = db_now(db)
+        wait_for(
+            lambda: max(occurrences(db, EVERY_SECOND)) > resumed + timedelta(seconds=2),
+            what="the schedule to run again",
+        )
+    finally:
+        assert [stop(cron) for cron in crons] == [0, 0]
+    runs = occurrences(db, EVERY_SECOND)
+    span = int((runs[-1] - runs[0]).total_seconds()) + 1
+    assert len(runs) + skipped() == span, "every second was either enqueued once or skipped"

@@ -3,6 +3,6 @@
 Import from here; the submodules are the implementation. Never imports Flask.
 """
 
-from app.cron.schedules import Policy, Schedule, add, load_schedules, schedules
+from app.cron.schedules import Policy, Schedule, ScheduleError, add, load_schedules, schedules
 
-__all__ = ["Policy", "Schedule", "add", "load_schedules", "schedules"]
+__all__ = ["Policy", "Schedule", "ScheduleError", "add", "load_schedules", "schedules"]

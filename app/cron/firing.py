@@ -7,25 +7,39 @@ transaction. A crash anywhere before the commit leaves no trace, so the
 occurrence is neither lost nor enqueued twice: the next process to get the
 row does the same work again. Peers skip a locked row; the unique index on
 (cron_name, scheduled_for) is the last line of defence.
+
+A paused schedule (`control.pause`) is stepped all the same, but every
+occurrence due is skipped and recorded, whatever the missed-run policy: the
+policies are about occurrences cron could not handle, and a paused one was
+handled on time, by skipping it. On resume nothing is owed.
+
+The state remembers which definition it was counted on (its fingerprint).
+When the code's definition differs, or the schedule comes back after a
+cron process noticed its removal, the occurrences since `last_run_at` are
+not downtime: the schedule starts afresh from now, and says so in a
+`redefined` event.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.cron import occurrences, sql
+from app.cron import events, occurrences, sql
+from app.cron.events import ON_TIME, OVERLAP
 from app.cron.schedules import Schedule
 from app.jobs import enqueue
 
 log = logging.getLogger(__name__)
 
-#: An occurrence handled within this long of its time is on time, not missed.
-ON_TIME = timedelta(seconds=60)
-OVERLAP = "the previous occurrence is still queued or running"
+#: What bounds a step's transaction (see `sql.BOUND_STEP`). A step takes
+#: milliseconds; these are generous for a loaded machine and short enough
+#: that a peer takes over a frozen process's schedule within seconds.
+STEP_TIMEOUTS = {"lock": "2s", "statement": "5s", "idle": "5s"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,11 @@ class Plan:
     reason: str
 
 
+def bound(session: Session) -> None:
+    """Bound the session's current transaction by `STEP_TIMEOUTS`; call it first."""
+    session.execute(sql.BOUND_STEP, STEP_TIMEOUTS)
+
+
 def plan(schedule: Schedule, last_run_at: datetime, now: datetime) -> Plan:
     """Decide which of the occurrences in (last_run_at, now] to enqueue."""
     grid = schedule.grid
@@ -62,35 +81,82 @@ def plan(schedule: Schedule, last_run_at: datetime, now: datetime) -> Plan:
     return Plan([], due, reason)
 
 
-def catch_up(session: Session, schedule: Schedule, now: datetime) -> Step:
+def catch_up(
+    session: Session, schedule: Schedule, now: datetime, *, since: datetime | None = None
+) -> Step:
     """Enqueue `schedule`'s due occurrences as of `now`; the caller commits.
 
     `now` must be the database's clock (`sql.NOW`, read in this transaction);
-    tests pass their own to play out gaps of any length.
+    tests pass their own to play out gaps of any length. `since` is when the
+    calling process started (database clock): a removal noticed after that
+    was noticed by a newer process, and is not this one's to undo.
     """
     name = schedule.name
-    last_run_at = session.execute(sql.LOCK_STATE, {"name": name}).scalar_one_or_none()
-    if last_run_at is None:
+    state = session.execute(sql.LOCK_STATE, {"name": name}).one_or_none()
+    if state is None:
         return _start(session, schedule, now)
+    change = _change(schedule, state, since)
+    if change:
+        return _restart(session, schedule, state.last_run_at, now, change)
+    if state.fingerprint is None:
+        session.execute(sql.ADOPT_STATE, {"name": name, "fingerprint": schedule.fingerprint})
+    last_run_at: datetime = state.last_run_at
     if occurrences.count(schedule.grid, last_run_at, now) == 0:
         return Step(last_run_at)
+    if state.paused_at is not None:
+        return skip_paused(session, schedule, last_run_at, now, state.paused_by)
     decided = plan(schedule, last_run_at, now)
     if decided.enqueue and schedule.skip_if_running:
-        decided = _unless_running(session, schedule, last_run_at, decided)
+        decided = _unless_running(session, schedule, decided)
     for occurrence in decided.enqueue:
-        job_id = enqueue(
-            session,
-            schedule.job,
-            dict(schedule.payload),
-            context=f"cron {name} for {occurrence.isoformat()}",
-            cron_name=name,
-            scheduled_for=occurrence,
-        )
-        log.info("schedule %s: enqueued job %s for %s", name, job_id, occurrence.isoformat())
-    _record(session, schedule, last_run_at, now, decided)
+        _enqueue(session, schedule, occurrence)
+    events.missed(
+        session, schedule, last_run_at, now, decided.enqueue, decided.skipped, decided.reason
+    )
     newest = occurrences.latest(schedule.grid, now)
     session.execute(sql.ADVANCE_STATE, {"name": name, "last_run_at": newest})
     return Step(newest, decided.enqueue, decided.skipped)
+
+
+def skip_paused(
+    session: Session, schedule: Schedule, last_run_at: datetime, now: datetime, by: str | None
+) -> Step:
+    """Skip and record every occurrence in (last_run_at, now]; the caller holds the row lock."""
+    due = occurrences.count(schedule.grid, last_run_at, now)
+    if due == 0:
+        return Step(last_run_at)
+    events.missed(session, schedule, last_run_at, now, [], due, events.paused(by))
+    newest = occurrences.latest(schedule.grid, now)
+    session.execute(sql.ADVANCE_STATE, {"name": schedule.name, "last_run_at": newest})
+    return Step(newest, [], due)
+
+
+def _enqueue(session: Session, schedule: Schedule, occurrence: datetime) -> None:
+    """Enqueue one occurrence, handed over in the schedule's own timezone.
+
+    A daily 00:30 Europe/Berlin job then sees its own date in
+    `ctx.scheduled_for`, not the day before in UTC.
+    """
+    local = occurrence.astimezone(schedule.grid.zone)
+    job_id = enqueue(
+        session,
+        schedule.job,
+        dict(schedule.payload),
+        context=f"cron {schedule.name} for {local.isoformat()}",
+        cron_name=schedule.name,
+        scheduled_for=local,
+    )
+    log.info("schedule %s: enqueued job %s for %s", schedule.name, job_id, local.isoformat())
+
+
+def _change(schedule: Schedule, state: Any, since: datetime | None) -> str:
+    """Why the state no longer describes this schedule, or '' when it does."""
+    if state.fingerprint is not None and state.fingerprint != schedule.fingerprint:
+        return f"definition changed from {state.fingerprint} to {schedule.fingerprint}"
+    removed_at: datetime | None = state.removed_at
+    if removed_at is not None and (since is None or removed_at <= since):
+        return f"back in code after a cron process found it removed at {removed_at.isoformat()}"
+    return ""
 
 
 def _start(session: Session, schedule: Schedule, now: datetime) -> Step:
@@ -98,7 +164,7 @@ def _start(session: Session, schedule: Schedule, now: datetime) -> Step:
     if session.execute(sql.STATE_EXISTS, {"name": schedule.name}).scalar_one():
         return Step(busy=True)
     start = occurrences.latest(schedule.grid, now)
-    params = {"name": schedule.name, "last_run_at": start}
+    params = {"name": schedule.name, "last_run_at": start, "fingerprint": schedule.fingerprint}
     if session.execute(sql.START_STATE, params).scalar_one_or_none() is None:
         return Step(busy=True)  # a peer holds (or just created) the row
     following = occurrences.following(schedule.grid, now)
@@ -110,65 +176,20 @@ def _start(session: Session, schedule: Schedule, now: datetime) -> Step:
     return Step(start)
 
 
-def _unless_running(
-    session: Session, schedule: Schedule, last_run_at: datetime, decided: Plan
-) -> Plan:
+def _restart(
+    session: Session, schedule: Schedule, last_run_at: datetime, now: datetime, reason: str
+) -> Step:
+    """Start a redefined (or re-added) schedule from now: nothing of the past is owed."""
+    start = occurrences.latest(schedule.grid, now)
+    params = {"name": schedule.name, "last_run_at": start, "fingerprint": schedule.fingerprint}
+    session.execute(sql.RESTART_STATE, params)
+    events.redefined(session, schedule, last_run_at, start, reason)
+    return Step(start)
+
+
+def _unless_running(session: Session, schedule: Schedule, decided: Plan) -> Plan:
     """Enqueue only the newest planned occurrence, and none while an earlier job lives."""
     if session.execute(sql.LIVE_JOB, {"name": schedule.name}).scalar_one():
         skipped = decided.skipped + len(decided.enqueue)
         return Plan([], skipped, OVERLAP)
     return Plan(decided.enqueue[-1:], decided.skipped + len(decided.enqueue) - 1, decided.reason)
-
-
-def _record(
-    session: Session, schedule: Schedule, last_run_at: datetime, now: datetime, decided: Plan
-) -> None:
-    """Write what was skipped and what was caught up late, for the dashboard."""
-    grid = schedule.grid
-    if decided.skipped:
-        # The skipped are always the oldest due, the enqueued the newest.
-        first = occurrences.following(grid, last_run_at)
-        last = occurrences.latest(grid, now)
-        if decided.enqueue:
-            last = occurrences.latest(grid, decided.enqueue[0] - timedelta(microseconds=1))
-        _event(session, schedule, "skipped", decided.skipped, first, last, decided.reason)
-        log.warning(
-            "schedule %s: skipped %d occurrence(s) from %s to %s: %s",
-            schedule.name,
-            decided.skipped,
-            first.isoformat(),
-            last.isoformat(),
-            decided.reason,
-        )
-    late = [o for o in decided.enqueue if now - o > ON_TIME]
-    if late:
-        _event(session, schedule, "caught_up", len(late), late[0], late[-1], decided.reason)
-        log.warning(
-            "schedule %s: caught up %d late occurrence(s) from %s to %s",
-            schedule.name,
-            len(late),
-            late[0].isoformat(),
-            late[-1].isoformat(),
-        )
-
-
-def _event(
-    session: Session,
-    schedule: Schedule,
-    kind: str,
-    count: int,
-    first: datetime,
-    last: datetime,
-    reason: str,
-) -> None:
-    params = {
-        "name": schedule.name,
-        "kind": kind,
-        "occurrences": count,
-        "first_occurrence": first,
-        "last_occurrence": last,
-        "reason": reason,
-    }
-    if reason == OVERLAP and session.execute(sql.EXTEND_EVENT, params).first() is not None:
-        return
-    session.execute(sql.RECORD_EVENT, params)

@@ -8,7 +8,12 @@ a stop within a second and every-second schedules stay on time.
 
 Several cron processes may run this loop against one database: each
 schedule's step takes its `cron_state` row lock (peers skip it), so none is
-a single point of failure and no occurrence is enqueued twice.
+a single point of failure and no occurrence is enqueued twice. Each step's
+transaction is bounded (`firing.STEP_TIMEOUTS`), so a process frozen inside
+one loses its lock to the server within seconds.
+
+At start, and hourly after, the loop tidies the state of schedules removed
+from code (`orphans`): marked at start, pruned after the retention.
 """
 
 from __future__ import annotations
@@ -19,15 +24,16 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, exc
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.cron import occurrences, sql
-from app.cron.firing import catch_up
+from app.cron import occurrences, orphans, sql
+from app.cron.firing import bound, catch_up
 from app.cron.liveness import Liveness
 from app.cron.schedules import Schedule
 
@@ -39,6 +45,8 @@ BUSY_RETRY = timedelta(seconds=0.25)
 #: Wake a moment after an occurrence, so the database clock has surely reached it.
 LAG = timedelta(milliseconds=5)
 MAX_BACKOFF = 10.0
+#: Seconds between prunes of removed schedules' state.
+TIDY_EVERY = 3600.0
 
 
 class Scheduler:
@@ -46,6 +54,7 @@ class Scheduler:
 
     def __init__(self, engine: Engine, settings: Settings, schedules: Sequence[Schedule]) -> None:
         self.engine = engine
+        self.settings = settings
         self.schedules = list(schedules)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.stopping = threading.Event()
@@ -55,6 +64,10 @@ class Scheduler:
         self._clock: tuple[datetime, float] | None = None
         self._next: dict[str, datetime] = {}
         self._failures = 0
+        #: The database clock at this process's first step: see `catch_up(since=)`.
+        self._since: datetime | None = None
+        self._tidy_at = 0.0
+        self._marked = False
 
     def run(self) -> int:
         """Fire due schedules until stopped; a lost database is waited out, never fatal."""
@@ -77,6 +90,11 @@ class Scheduler:
 
     def _fire_due(self) -> bool:
         """Step every schedule that is due by the estimated clock; False if the database failed."""
+        try:
+            self._tidy()
+        except exc.SQLAlchemyError as error:
+            log.warning("cron %s: %s; retrying with backoff", self.id, _failure(error))
+            return False
         for schedule in self.schedules:
             if self.stopping.is_set():
                 break
@@ -87,9 +105,7 @@ class Scheduler:
                 self._fire(schedule)
             except exc.SQLAlchemyError as error:
                 log.warning(
-                    "schedule %s: database unavailable (%s); retrying with backoff",
-                    schedule.name,
-                    type(getattr(error, "orig", error)).__name__,
+                    "schedule %s: %s; retrying with backoff", schedule.name, _failure(error)
                 )
                 return False
             except Exception:
@@ -97,15 +113,39 @@ class Scheduler:
                 self._next[schedule.name] = self._now() + timedelta(minutes=1)
         return True
 
+    def _tidy(self) -> None:
+        """Mark removed schedules (at the first run only) and prune old ones, when due."""
+        if time.monotonic() < self._tidy_at:
+            return
+        names = [schedule.name for schedule in self.schedules]
+        with self._transaction() as session:
+            if not self._marked:
+                orphans.mark_removed(session, names)
+            orphans.prune(session, names, self.settings.cron_orphan_retention_days)
+        self._marked = True
+        self._tidy_at = time.monotonic() + TIDY_EVERY
+
     def _fire(self, schedule: Schedule) -> None:
-        with Session(self.engine) as session, session.begin():
-            now: datetime = session.execute(sql.NOW).scalar_one()
-            self._clock = (now, time.monotonic())
-            step = catch_up(session, schedule, now)
+        with self._transaction() as session:
+            now = self._read_clock(session)
+            step = catch_up(session, schedule, now, since=self._since)
         if step.busy:
             self._next[schedule.name] = now + BUSY_RETRY
         else:
             self._next[schedule.name] = occurrences.following(schedule.grid, now) + LAG
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A bounded transaction (see `firing.bound`) that reads the clock first."""
+        with Session(self.engine) as session, session.begin():
+            bound(session)
+            self._since = self._since or self._read_clock(session)
+            yield session
+
+    def _read_clock(self, session: Session) -> datetime:
+        now: datetime = session.execute(sql.NOW).scalar_one()
+        self._clock = (now, time.monotonic())
+        return now
 
     def _now(self) -> datetime:
         """The database clock, estimated from its last reading."""
@@ -119,3 +159,11 @@ class Scheduler:
             return MAX_SLEEP
         wait = (min(self._next.values()) - self._now()).total_seconds()
         return min(MAX_SLEEP, max(0.0, wait))
+
+
+def _failure(error: exc.SQLAlchemyError) -> str:
+    """Say what went wrong in a step, in a few words, for the log."""
+    cause = type(getattr(error, "orig", error)).__name__
+    if cause in ("LockNotAvailable", "QueryCanceled", "IdleInTransactionSessionTimeout"):
+        return f"step ended by its time bound ({cause})"
+    return f"database unavailable ({cause})"

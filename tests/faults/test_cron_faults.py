@@ -1,9 +1,11 @@
-"""Scenario 6: cron down for hours, and three cron processes racing while one is killed."""
+"""Scenario 6: cron down for hours, three cron processes racing while one is killed,
+a cron frozen mid-step, and a redefinition rolled out under load."""
 
 from __future__ import annotations
 
+import signal
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,8 @@ from tests.processes import start, stop, wait_for
 pytestmark = pytest.mark.faults
 
 EVERY_SECOND = "test.every_second"
+GATED = "faults.gated"
+REDEFINED = "faults.redefined"
 
 
 @pytest.fixture
@@ -36,6 +40,14 @@ def occurrences(db: FaultDatabase, name: str) -> list[datetime]:
                 text("SELECT scheduled_for FROM jobs WHERE cron_name = :n ORDER BY 1"), {"n": name}
             ).scalars()
         )
+
+
+def state_of(db: FaultDatabase, name: str) -> datetime | None:
+    with db.engine.connect() as conn:
+        found: datetime | None = conn.execute(
+            text("SELECT last_run_at FROM cron_state WHERE name = :n"), {"n": name}
+        ).scalar_one_or_none()
+        return found
 
 
 def gaps_and_duplicates(runs: list[datetime]) -> tuple[int, int]:
@@ -124,3 +136,138 @@ def test_three_racing_cron_processes_enqueue_each_occurrence_once(
     )
     assert runs[-1] == last and missing == 0 and repeated == 0
     assert len(runs) >= seconds * 0.9  # it really ran all along
+
+
+@pytest.fixture
+def fault_cron_env(cron_env: dict[str, str]) -> dict[str, str]:
+    """Cron with the fault suite's own schedules as well (tests/faults/cron_schedules.py)."""
+    return {**cron_env, "JOB_MODULES": cron_env["JOB_MODULES"] + ",tests.faults.cron_schedules"}
+
+
+def db_now(db: FaultDatabase) -> datetime:
+    with db.engine.connect() as conn:
+        now: datetime = conn.execute(text("SELECT now()")).scalar_one()
+        return now
+
+
+def test_a_cron_frozen_mid_step_loses_its_schedule_to_a_peer_and_repeats_nothing(
+    fault_db: FaultDatabase, fault_cron_env: dict[str, str], tmp_path: Path, report: list[Row]
+) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    frozen = start(
+        "cron.py", {**fault_cron_env, "TEST_CRON_GATE": str(gate)}, log=tmp_path / "a.log"
+    )
+    peer = None
+    try:
+        wait_for(lambda: occurrences(fault_db, GATED), timeout=60, what="a first occurrence")
+        (gate / "arm").touch()
+        wait_for((gate / "held").exists, timeout=60, what="the step to be held")
+        frozen.send_signal(signal.SIGSTOP)  # holds the schedule's row lock, frozen
+        frozen_at = db_now(fault_db)
+        (gate / "release").touch()  # seen only once it runs again
+        peer = start("cron.py", fault_cron_env, log=tmp_path / "b.log")
+
+        def taken_over() -> bool:
+            runs = occurrences(fault_db, GATED)
+            return bool(runs) and runs[-1] > frozen_at + timedelta(seconds=1)
+
+        wait_for(taken_over, timeout=60, what="a peer to take the schedule over")
+        recovery = (db_now(fault_db) - frozen_at).total_seconds()
+        frozen.send_signal(signal.SIGCONT)
+        woke_at = db_now(fault_db)
+        wait_for(
+            lambda: occurrences(fault_db, GATED)[-1] > woke_at + timedelta(seconds=3),
+            timeout=60,
+            what="both processes to carry on",
+        )
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+        exits = [stop(frozen)] + ([stop(peer)] if peer else [])
+    runs = occurrences(fault_db, GATED)
+    missing, repeated = gaps_and_duplicates(runs)
+    report.append(
+        Row(
+            "6c cron frozen mid-step",
+            "every-second schedule, 2 cron processes",
+            "SIGSTOP holding the row lock, then SIGCONT",
+            len(runs),
+            len(runs),
+            0,
+            missing,
+            str(repeated),
+            f"peer took over after {recovery:.1f} s",
+        )
+    )
+    assert exits == [0, 0]
+    assert missing == 0 and repeated == 0
+    assert "step ended by its time bound" in (tmp_path / "a.log").read_text() or (
+        "database unavailable" in (tmp_path / "a.log").read_text()
+    )
+
+
+def test_a_redefinition_rolled_out_under_load_enqueues_no_burst(
+    fault_db: FaultDatabase, fault_cron_env: dict[str, str], tmp_path: Path, report: list[Row]
+) -> None:
+    """Hourly (last run half an hour ago) becomes every second, `all`: not 24 jobs at once."""
+    logs = {name: tmp_path / name for name in ("old", "new", "workers")}
+    for folder in logs.values():
+        folder.mkdir()
+    old = Fleet({**fault_cron_env, "TEST_REDEFINED": "hourly"}, 3, logs["old"], script="cron.py")
+    workers = Fleet(fault_cron_env, 2, logs["workers"], "--concurrency", "4")
+    new: Fleet | None = None
+    try:
+        wait_for(lambda: state_of(fault_db, REDEFINED), timeout=60, what="the hourly definition")
+        switched_at = db_now(fault_db)
+        second = {**fault_cron_env, "TEST_REDEFINED": "second"}
+        new = Fleet(second, 3, logs["new"], script="cron.py")
+        time.sleep(3)  # old and new side by side, as in a rolling deploy
+        old.close()
+        rolled_at = db_now(fault_db)
+        for _ in range(3):
+            time.sleep(2)
+            new.kill_random()
+
+        def running_on() -> bool:
+            runs = occurrences(fault_db, REDEFINED)
+            return bool(runs) and runs[-1] > rolled_at + timedelta(seconds=8)
+
+        wait_for(running_on, timeout=60, what="the new definition to run")
+    finally:
+        exits = (new.close() if new else []) + workers.close()
+        old.close()
+    runs = occurrences(fault_db, REDEFINED)
+    with fault_db.engine.connect() as conn:
+        # Jobs of one step share created_at (the transaction's start).
+        burst = conn.execute(
+            text(
+                "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM jobs"
+                " WHERE cron_name = :n GROUP BY created_at) AS steps"
+            ),
+            {"n": REDEFINED},
+        ).scalar_one()
+        redefinitions = conn.execute(
+            text("SELECT count(*) FROM cron_events WHERE name = :n AND kind = 'redefined'"),
+            {"n": REDEFINED},
+        ).scalar_one()
+    # Once the old processes are gone, every second runs exactly once.
+    steady = [r for r in runs if r > rolled_at + timedelta(seconds=1)]
+    missing, repeated = gaps_and_duplicates(steady)
+    report.append(
+        Row(
+            "6d redefinition rolled out",
+            "hourly -> every second, 3+3 cron, 2 workers",
+            f"rolling switch, {len(new.kills) if new else 0} kill -9 after",
+            len(runs),
+            len(runs),
+            0,
+            missing,
+            str(repeated),
+            f"largest step {burst} job(s), {redefinitions} redefinition(s)",
+        )
+    )
+    assert exits == [0] * len(exits)
+    assert burst == 1, "one step enqueued several occurrences at once"
+    assert runs and min(runs) >= switched_at - timedelta(seconds=1)
+    assert redefinitions >= 1
+    assert missing == 0 and repeated == 0
