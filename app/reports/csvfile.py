@@ -2,11 +2,11 @@
 
 Two readers with one set of rules. `check_head` is what a request can afford:
 linear checks of the whole file in C (empty, binary, not UTF-8), then a CSV
-parse of at most the first `HEAD_CHARS` characters, enough to refuse what is
-clearly not a table. `parse` reads everything and runs in the worker, where a
-big file costs a job, not a web process. Neither ever uses `csv.Sniffer`: its
-regular expressions backtrack, and one line of `, "` repeated holds the
-interpreter for minutes.
+parse of at most the first `HEAD_CHARS` characters and `HEAD_LINES` lines,
+enough to refuse what is clearly not a table. `parse` reads everything and
+runs in the worker, where a big file costs a job, not a web process. Neither
+ever uses `csv.Sniffer`: its regular expressions backtrack, and one line of
+`, "` repeated holds the interpreter for minutes.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 MAX_COLUMNS = 100
 MAX_FIELD_CHARS = 10_000
-#: How much of a file the upload request parses: the header and the first rows.
+#: How much of a file the upload request parses: the header and the first rows,
+#: at most this many characters and lines, whichever ends first.
 HEAD_CHARS = 64 * 1024
+HEAD_LINES = 200
 DELIMITERS = (",", ";", "\t")
 
 
@@ -107,6 +109,26 @@ def _check_rows(header: list[str], lines: Iterable[tuple[int, list[str]]]) -> No
             raise InvalidCSV(f"Line {line} has a field longer than {MAX_FIELD_CHARS:,} characters.")
 
 
+def _head(text: str) -> str:
+    """The first `HEAD_LINES` whole lines of `text`, within its first `HEAD_CHARS` characters."""
+    head, end = text[:HEAD_CHARS], -1
+    for _ in range(HEAD_LINES):
+        end = head.find("\n", end + 1)
+        if end < 0:
+            break
+    else:
+        return head[: end + 1]
+    if len(head) == len(text):
+        return head
+    end = head.rfind("\n")
+    if end < 0:
+        raise InvalidCSV(
+            f"The first line is longer than {HEAD_CHARS // 1024} KB: "
+            "this does not look like a CSV file."
+        )
+    return head[: end + 1]
+
+
 def check_head(data: bytes) -> Head:
     """Refuse what is clearly not a CSV, looking at no more than `HEAD_CHARS` of it.
 
@@ -114,15 +136,8 @@ def check_head(data: bytes) -> Head:
     worker finds that and the export ends with its message.
     """
     text = _text(data)
-    head, truncated = text[:HEAD_CHARS], len(text) > HEAD_CHARS
-    if truncated:
-        end = head.rfind("\n")
-        if end < 0:
-            raise InvalidCSV(
-                f"The first line is longer than {HEAD_CHARS // 1024} KB: "
-                "this does not look like a CSV file."
-            )
-        head = head[: end + 1]
+    head = _head(text)
+    truncated = len(head) < len(text)
     sep = delimiter(head.split("\n", 1)[0])
     lines = _lines(head, sep)
     if not lines:
