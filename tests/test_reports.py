@@ -138,6 +138,17 @@ def test_the_largest_doubles_summarize_without_overflow(data: bytes) -> None:
     assert render.pdf("big.csv", len(table.rows), summaries, found).startswith(b"%PDF")
 
 
+def test_a_histogram_from_minus_to_plus_1e308_labels_every_bin_with_a_number() -> None:
+    [big] = stats.summarize(csvfile.parse(b"big\n1e308\n-1e308\n3.5\n"))
+    labels, counts = charts.histogram(big.values)
+    assert (
+        labels[0] == "-1e+308"
+        and labels[-1] == "8e+307"
+        and counts == [1, 0, 0, 0, 0, 1, 0, 0, 0, 1]
+    )
+    assert not big.discrete
+
+
 def test_non_finite_numbers_are_skipped_and_said_so() -> None:
     [n] = stats.summarize(csvfile.parse(b"n\n1\nnan\ninf\n-Infinity\n3\n"))
     assert (n.kind, n.count, n.skipped, n.mean) == ("number", 2, 3, 2.0)

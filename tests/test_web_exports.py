@@ -187,7 +187,7 @@ CRASHED_THE_BUILD = [
     (b"note,comment\n,x\n,y\n", "note: no values"),
     (b"big\n1e308\n-1e308\n", None),
     (b"big\n1e308\n1e308\n", None),
-    (b"n\n1\nnan\n2\n", "n: 1 values that are not finite numbers (nan, inf) skipped"),
+    (b"n\n1\nnan\n2\n", "n: 1 value that is not a finite number (nan, inf) skipped"),
     (b"n,tag\ninf,a\n-inf,b\n", "n: 2 values that are not finite numbers (nan, inf) skipped"),
 ]
 

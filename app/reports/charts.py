@@ -42,7 +42,7 @@ def histogram(values: list[float], bins: int = BINS) -> tuple[list[str], list[in
     counts = [0] * bins
     for value in values:
         counts[min(bins - 1, int((value / 2 - low / 2) / half_width))] += 1
-    labels = [human(low + 2 * half_width * i) for i in range(bins)]
+    labels = [human(2 * (low / 2 + half_width * i)) for i in range(bins)]  # halves again
     return labels, counts
 
 

@@ -12,6 +12,7 @@ def human(value: float | None) -> str:
     """`1,234,567`, `2,345.7`, `0.125`, `1e+308`: separators, four significant digits."""
     if value is None:
         return ""
+    value = float(value)  # chart axes hand over ints
     if not math.isfinite(value):
         return str(value)
     size = abs(value)

@@ -50,6 +50,8 @@ def draw(chart: Chart, width: float = CHART_WIDTH, height: float = CHART_HEIGHT)
     bars.valueAxis.labels.fontSize = 6.5
     bars.valueAxis.labelTextFormat = human
     bars.valueAxis.valueMin = min(0.0, *chart.counts)
+    if max(chart.counts) <= 10 and all(float(c).is_integer() for c in chart.counts):
+        bars.valueAxis.valueStep = 1  # counts of a few rows: no ticks at 0.5
     if chart.horizontal:
         bars.categoryAxis.labels.dx = -3
         bars.categoryAxis.labels.boxAnchor = "e"
@@ -108,7 +110,10 @@ def by_category(found: Breakdown) -> list[Flowable]:
     for group in found.groups:
         cells = [short(group.label, 20), f"{group.rows:,}"]
         for total, mean in zip(group.sums, group.means, strict=True):
-            cells += [human(total) if total is not None else "too large", human(mean)]
+            if mean is None:  # no finite value of this measure in the group
+                cells += ["", ""]
+            else:
+                cells += [human(total) if total is not None else "too large", human(mean)]
         body.append(cells)
     title = f"{', '.join(found.measures)} by {found.category}"
     flowables: list[Flowable] = [

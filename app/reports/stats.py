@@ -19,6 +19,8 @@ from app.reports.csvfile import Table
 #: At most this many distinct whole numbers get one bar each; more get a histogram.
 DISCRETE_MAX = 30
 TOP = 8
+#: Whole numbers beyond this (1e15) are measurements in scientific notation, not counts.
+EVERYDAY = 1e15
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,10 @@ class ColumnSummary:
 
     @property
     def discrete(self) -> bool:
-        """Few enough distinct whole numbers for one bar per value."""
-        return self.kind == "number" and self.integers and 0 < self.distinct <= DISCRETE_MAX
+        """Few enough distinct whole numbers, of everyday size, for one bar per value."""
+        if self.kind != "number" or not self.integers or not 0 < self.distinct <= DISCRETE_MAX:
+            return False
+        return max(abs(self.min or 0.0), abs(self.max or 0.0)) < EVERYDAY
 
     @property
     def notes(self) -> list[str]:
@@ -60,7 +64,12 @@ class ColumnSummary:
         if self.kind == "empty":
             notes.append("no values")
         if self.skipped:
-            notes.append(f"{self.skipped:,} values that are not finite numbers (nan, inf) skipped")
+            what = (
+                "value that is not a finite number"
+                if self.skipped == 1
+                else ("values that are not finite numbers")
+            )
+            notes.append(f"{self.skipped:,} {what} (nan, inf) skipped")
             if not self.values:
                 notes.append("no finite numbers")
         return notes
