@@ -12,7 +12,10 @@ import multiprocessing
 import os
 
 wsgi_app = "app.web:create_app()"
-bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+#: Loopback unless told otherwise: gunicorn belongs behind a buffering reverse proxy
+#: (docs/nginx.conf). In a container, or with the proxy on another machine, set
+#: GUNICORN_BIND=0.0.0.0:8000.
+bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 worker_class = "gthread"
 #: Stay below the app's pool (5 + 5 overflow per process) so no thread waits for a connection.

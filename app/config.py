@@ -99,6 +99,8 @@ class Settings:
     site_url: str = "http://127.0.0.1:5000"
     #: Largest CSV a user may upload, in bytes.
     upload_max_bytes: int = 2 * 1024 * 1024
+    #: Reports one user may have queued or being built at once; another upload answers 429.
+    reports_in_flight_max: int = 3
     #: Uploads and the reports built from them are pruned after this many days.
     export_retention_days: float = 7.0
     #: Failed sign-ins per email address within `login_window` before refusing more.
@@ -142,6 +144,7 @@ class Settings:
             metrics_token=env.get("METRICS_TOKEN", ""),
             site_url=env.get("SITE_URL", cls.site_url).rstrip("/"),
             upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", cls.upload_max_bytes),
+            reports_in_flight_max=_int(env, "REPORTS_IN_FLIGHT_MAX", cls.reports_in_flight_max),
             export_retention_days=_float(env, "EXPORT_RETENTION_DAYS", cls.export_retention_days),
             login_max_failures=_int(env, "LOGIN_MAX_FAILURES", cls.login_max_failures),
             login_window=_float(env, "LOGIN_WINDOW", cls.login_window),

@@ -12,21 +12,33 @@ from __future__ import annotations
 import logging
 import smtplib
 from email.message import EmailMessage
+from email.utils import formatdate
 from pathlib import Path
 
 from app.config import Settings
 
 log = logging.getLogger(__name__)
 
+#: RFC 5322's limit on a line of a message, CRLF excluded.
+MAX_LINE_BYTES = 998
+
 
 def compose(settings: Settings, to: str, subject: str, body: str, key: str) -> EmailMessage:
-    """Build a plain-text message; `key` (e.g. the job id) makes its Message-ID stable."""
+    """Build a plain-text message; `key` (e.g. the job id) makes its Message-ID stable.
+
+    The body goes out as 8-bit text, line for line as written: the default
+    would pick quoted-printable for any line over 78 characters, which breaks
+    sentences with `=` at the end of lines for anyone reading the raw file.
+    Only a line beyond SMTP's 998-byte limit falls back to quoted-printable.
+    """
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = to
     message["Subject"] = subject
+    message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = f"<{key}@pillars>"
-    message.set_content(body)
+    fits = all(len(line.encode()) <= MAX_LINE_BYTES for line in body.splitlines())
+    message.set_content(body, cte="8bit" if fits else "quoted-printable")
     return message
 
 

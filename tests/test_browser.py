@@ -34,16 +34,28 @@ def test_sign_up_upload_watch_the_report_finish_and_download_the_pdf(
     page.set_input_files("#file", {"name": "cities.csv", "mimeType": "text/csv", "buffer": CSV})
     page.click("button:text('Build the report')")
     expect(page).to_have_url(re.compile(r"/exports/\d+$"))
-    expect(page.locator("#state")).to_have_text("queued")  # no worker runs yet
+    expect(page.locator("#state")).to_have_text("Waiting")  # no worker runs yet
     page.evaluate("window.sameDocument = true")  # gone if anything reloads the page
+    listing = browser.new_page()
+    listing.goto(f"{site}/exports")
+    badge = listing.locator("tr[data-export-id] .badge")
+    expect(badge).to_have_text("Waiting")
+    listing.evaluate("window.sameDocument = true")
 
     worker = start("worker.py", process_env, log=tmp_path / "worker.log")
     try:
-        expect(page.locator("#state")).to_have_text("succeeded", timeout=DEADLINE_MS)
+        expect(page.locator("#state")).to_have_text("Ready", timeout=DEADLINE_MS)
     finally:
         stop(worker)
     assert page.evaluate("window.sameDocument") is True
     expect(page.locator("#progress")).to_have_js_property("value", 1)
+    # The summary appears in place, drawn by the server, with thousands separators.
+    expect(page.locator("#summary")).to_be_visible()
+    expect(page.locator("#facts")).to_contain_text("2,000 rows, 3 columns")
+    expect(page.locator("#summary th[scope=row]")).to_have_text(["city", "population", "district"])
+    expect(badge).to_have_text("Ready", timeout=DEADLINE_MS)  # the list refreshed itself
+    expect(listing.locator("[data-field=rows]")).to_have_text("2,000")
+    assert listing.evaluate("window.sameDocument") is True
 
     with page.expect_download() as download_info:
         page.click("#download-pdf")

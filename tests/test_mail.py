@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from email import message_from_bytes
 from email.message import Message
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -69,3 +70,13 @@ def test_a_mail_server_that_is_down_raises_so_the_job_is_retried(settings: Setti
     message = mail.compose(config, "ada@example.com", "Hello", "Hi.", "job-2")
     with pytest.raises(OSError):
         mail.send(config, message, "job-2")
+
+
+def test_every_message_has_a_date_and_keeps_long_sentences_on_one_line(
+    settings: Settings,
+) -> None:
+    sentence = "Your report for a file with a rather long name, café.csv, is ready to download now."
+    message = mail.compose(settings, "ada@example.com", "Hello", sentence + "\n", "job-3")
+    raw = message.as_bytes()
+    assert parsedate_to_datetime(message["Date"]).tzinfo is not None
+    assert sentence.encode() + b"\n" in raw  # not quoted-printable, no "=" line breaks

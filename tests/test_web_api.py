@@ -27,22 +27,27 @@ def test_status_follows_the_job_from_queued_through_progress_to_done(
     number = export_id(upload(client))
     url = job_url(session, number)
     queued = client.get(url).get_json()
-    assert queued["state"] == "queued" and queued["result"] is None
+    assert (queued["state"], queued["label"], queued["result"]) == ("queued", "Waiting", None)
     with db.begin() as conn:  # what a running worker's ctx.set_progress writes
         conn.execute(
-            update(Job).values(state="running", progress=0.4, progress_message="summarizing")
+            update(Job).values(state="running", progress=0.4, progress_message="column 3 of 5")
         )
     running = client.get(url).get_json()
-    assert (running["state"], running["progress"], running["message"]) == (
+    assert (running["state"], running["progress"], running["label"]) == (
         "running",
         0.4,
-        "summarizing",
+        "Building — column 3 of 5",
     )
     with db.begin() as conn:
         conn.execute(update(Job).values(state="queued", progress=None))
     drain(db)
     done = client.get(url).get_json()
-    assert (done["state"], done["progress"], done["error"]) == ("succeeded", 1.0, None)
+    assert (done["state"], done["label"], done["progress"], done["error"]) == (
+        "succeeded",
+        "Ready",
+        1.0,
+        None,
+    )
     assert done["result"]["pdf"] == f"/exports/{number}/report.pdf"
     assert client.get(done["result"]["pdf"]).status_code == 200
 
@@ -55,21 +60,36 @@ def test_status_of_a_failed_build_says_why_without_the_traceback(
     with db.begin() as conn:
         conn.execute(update(Job).values(state="failed", last_error="MemoryError: boom"))
     failed = client.get(job_url(session, number)).get_json()
-    assert failed["state"] == "failed"
+    assert (failed["state"], failed["label"]) == ("failed", "Failed")
     assert failed["error"] == "The report could not be built. The error has been logged."
     assert "could not be built" in client.get(f"/exports/{number}").text
 
 
-def test_a_file_the_worker_cannot_read_fails_with_the_reason(
+def test_a_file_the_worker_cannot_read_ends_the_export_with_the_reason_and_no_retry(
     client: FlaskClient, session: Session, db: Engine
 ) -> None:
     sign_up(client, "ada@example.com")
     number = export_id(upload(client))
     with db.begin() as conn:  # e.g. a file accepted by an older, laxer version of the site
         conn.execute(update(Export).values(upload=b"a,b\n1\n"))
-    assert len(drain(db).failed) == 1
+    drained = drain(db)
+    assert (len(drained.retried), len(drained.failed)) == (0, 0)  # a bad file cannot get better
     failed = client.get(job_url(session, number)).get_json()
     assert failed["state"] == "failed" and "Line 2 has 1 fields" in failed["error"]
+
+
+def test_the_list_of_exports_gives_each_state_for_the_page_to_refresh(
+    client: FlaskClient, db: Engine
+) -> None:
+    sign_up(client, "ada@example.com")
+    first = export_id(upload(client, filename="first.csv"))
+    drain(db)
+    second = export_id(upload(client, filename="second.csv"))
+    listed = client.get("/api/exports").get_json()["exports"]
+    assert [(e["id"], e["label"], e["rows"], e["columns"]) for e in listed] == [
+        (second, "Waiting", None, 3),
+        (first, "Ready", 3, 3),
+    ]
 
 
 def test_someone_elses_job_and_unknown_jobs_are_404(app: Flask, session: Session) -> None:

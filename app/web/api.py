@@ -15,6 +15,26 @@ from app.web.users import require_user
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
+@bp.get("/exports")
+def exports() -> dict[str, Any]:
+    """Your exports, newest first, each with its state: what the list page refreshes from."""
+    user, session = require_user(), get_session()
+    found = service.exports_of(session, user.id)
+    return {
+        "exports": [
+            {
+                "id": export.id,
+                "filename": export.filename,
+                "state": status.state,
+                "label": status.label,
+                "rows": export.row_count if status.done else None,
+                "columns": export.column_count,
+            }
+            for export, status in zip(found, service.statuses(session, found).values(), strict=True)
+        ]
+    }
+
+
 @bp.get("/jobs/<uuid:job_id>")
 def job_status(job_id: uuid.UUID) -> dict[str, Any]:
     """State, progress, error and result links of a job; 404 unless it builds your export."""
@@ -25,6 +45,7 @@ def job_status(job_id: uuid.UUID) -> dict[str, Any]:
         "job_id": str(job_id),
         "state": status.state,
         "progress": round(status.progress, 3),
+        "label": status.label,
         "message": status.message,
         "error": status.error,
         "result": result_links(export) if status.done else None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import posixpath
 
 from flask import Blueprint, abort, current_app, render_template, request, send_file, url_for
 from flask.typing import ResponseReturnValue
@@ -12,8 +11,10 @@ from werkzeug.utils import redirect
 
 from app.config import Settings
 from app.models import Export
-from app.reports import service
+from app.reports import service, summary
 from app.reports.csvfile import InvalidCSV
+from app.reports.names import clean_filename, stem
+from app.reports.numbers import human
 from app.web.db import get_session
 from app.web.users import require_user
 
@@ -35,7 +36,7 @@ def _read_upload(upload: FileStorage | None, limit: int) -> tuple[str, bytes]:
     """Return (filename, bytes) of the uploaded file, or raise with a message for people."""
     if upload is None or not upload.filename:
         raise UploadRefused("Choose a CSV file to upload.")
-    name = posixpath.basename(upload.filename.replace("\\", "/"))[-200:]
+    name = clean_filename(upload.filename)
     if not name.lower().endswith(EXTENSIONS):
         raise UploadRefused(f"{name} is not a CSV file: choose a file ending in .csv.")
     data = upload.stream.read(limit + 1)
@@ -48,10 +49,14 @@ def human_size(limit: int) -> str:
     return f"{limit / 1024 / 1024:.3g} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
 
 
-def _index(error: str | None = None, status: int = 200) -> ResponseReturnValue:
-    user = require_user()
-    exports = service.exports_of(get_session(), user.id)
-    return render_template("exports/index.html", exports=exports, error=error), status
+def _index(
+    error: str | None = None, status: int = 200, headers: dict[str, str] | None = None
+) -> ResponseReturnValue:
+    user, session = require_user(), get_session()
+    exports = service.exports_of(session, user.id)
+    statuses = service.statuses(session, exports)
+    page = render_template("exports/index.html", exports=exports, statuses=statuses, error=error)
+    return page, status, headers or {}
 
 
 @bp.get("/exports")
@@ -66,11 +71,14 @@ def create() -> ResponseReturnValue:
     settings: Settings = current_app.config["PILLARS_SETTINGS"]
     try:
         name, data = _read_upload(request.files.get("file"), settings.upload_max_bytes)
-        export = service.create_export(session, user.id, name, data)
+        export = service.create_export(session, user.id, name, data, settings.reports_in_flight_max)
     except UploadRefused as exc:
         return _index(str(exc), exc.status)
     except InvalidCSV as exc:
         return _index(f"{name}: {exc}", 400)
+    except service.TooManyInFlight as exc:
+        session.rollback()  # ends the transaction, and with it the user's upload lock
+        return _index(str(exc), 429, {"Retry-After": str(service.RETRY_AFTER)})
     session.commit()
     return redirect(url_for("exports.show", export_id=export.id), 303)
 
@@ -80,7 +88,20 @@ def show(export_id: int) -> ResponseReturnValue:
     user, session = require_user(), get_session()
     export = service.export_of(session, user.id, export_id) or abort(404)
     status = service.status(session, export)
-    return render_template("exports/show.html", export=export, status=status)
+    rows = None
+    if status.done:
+        session.refresh(export, ["report_csv"])
+        rows = summary.read(export.report_csv) if export.report_csv else None
+    return render_template("exports/show.html", export=export, status=status, summary=rows)
+
+
+@bp.app_template_filter("human")
+def human_number(cell: str) -> str:
+    """A number from the summary CSV with thousands separators; other text as it is."""
+    try:
+        return human(float(cell))
+    except ValueError:
+        return cell
 
 
 @bp.get("/exports/<int:export_id>/report.<any(pdf, csv):kind>")
@@ -93,10 +114,9 @@ def download(export_id: int, kind: str) -> ResponseReturnValue:
     data: bytes | None = getattr(export, column)
     if data is None:
         abort(409, "This report is not ready yet.")
-    stem = export.filename.rsplit(".", 1)[0]
-    return send_file(
-        io.BytesIO(data), mimetype, as_attachment=True, download_name=f"{stem}-report.{kind}"
-    )
+    # Cleaned again: names stored before names were cleaned at upload may hold CR or LF.
+    name = f"{stem(export.filename)}-report.{kind}"
+    return send_file(io.BytesIO(data), mimetype, as_attachment=True, download_name=name)
 
 
 def result_links(export: Export) -> dict[str, str]:

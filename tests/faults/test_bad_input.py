@@ -266,6 +266,31 @@ BAD_FORMS: list[tuple[str, str, dict[str, Any]]] = [
         "/exports",
         {"file": (io.BytesIO(b"a,b\n1,2\n3\n4,5,6\n"), "ragged.csv")},
     ),
+    (
+        'upload whose first line is `, "` repeated (csv.Sniffer backtracked on it)',
+        "/exports",
+        {"file": (io.BytesIO(b', "' * 30_000 + b"\n1\n"), "sniff.csv")},
+    ),
+    (
+        "upload with 10,000 columns",
+        "/exports",
+        {"file": (io.BytesIO(b",".join(b"c%d" % n for n in range(10_000)) + b"\n1\n"), "w.csv")},
+    ),
+    (
+        "upload with a 20 kB cell",
+        "/exports",
+        {"file": (io.BytesIO(b"a,b\n" + b"x" * 20_000 + b",1\n"), "cell.csv")},
+    ),
+    (
+        "upload with a NUL past the head",
+        "/exports",
+        {"file": (io.BytesIO(b"a,b\n" + b"1,2\n" * 20_000 + b"\x00\n"), "nul.csv")},
+    ),
+    (
+        "upload that stops being UTF-8 past the head",
+        "/exports",
+        {"file": (io.BytesIO(b"a,b\n" + b"1,2\n" * 20_000 + b"caf\xe9\n"), "latin.csv")},
+    ),
 ]
 
 
