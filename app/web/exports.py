@@ -14,6 +14,7 @@ from app.config import Settings
 from app.models import Export
 from app.reports import service
 from app.reports.csvfile import InvalidCSV
+from app.web import limits
 from app.web.db import get_session
 from app.web.users import require_user
 
@@ -64,6 +65,8 @@ def create() -> ResponseReturnValue:
     """Store the upload and queue its report in one transaction, and answer at once."""
     user, session = require_user(), get_session()
     settings: Settings = current_app.config["PILLARS_SETTINGS"]
+    limits.enforce(limits.uploads(user.id))  # else 429, with Retry-After
+    session.commit()  # an upload counts toward the limits even if refused below
     try:
         name, data = _read_upload(request.files.get("file"), settings.upload_max_bytes)
         export = service.create_export(session, user.id, name, data)

@@ -242,6 +242,8 @@ BAD_COMMANDS = [
     (["faults.work", "--priority", "urgent"], "Invalid value for '--priority'"),
 ]
 
+PW = "long enough password"
+
 #: Malformed submissions of the site's forms: each must get a 4xx and write nothing.
 BAD_FORMS: list[tuple[str, str, dict[str, Any]]] = [
     ("sign-up without email", "/signup", {"password": "long enough password"}),
@@ -266,6 +268,27 @@ BAD_FORMS: list[tuple[str, str, dict[str, Any]]] = [
         "/exports",
         {"file": (io.BytesIO(b"a,b\n1,2\n3\n4,5,6\n"), "ragged.csv")},
     ),
+    # Accounts: control characters, huge and multi-recipient addresses. A refused
+    # sign-in still counts as a failed one (a login_attempts row), by design.
+    ("sign-up with NUL in the email", "/signup", {"email": "a\x00@example.com", "password": PW}),
+    (
+        "sign-up with CR/LF in the email",
+        "/signup",
+        {"email": "a@x.com\r\nBcc: e@x.com", "password": PW},
+    ),
+    ("sign-up with two recipients", "/signup", {"email": "a@example.com,e@x.com", "password": PW}),
+    ("sign-up with a quoted comma", "/signup", {"email": '"a,e"@example.com', "password": PW}),
+    (
+        "sign-up with a 3 kB email",
+        "/signup",
+        {"email": "a" * 3000 + "@example.com", "password": PW},
+    ),
+    ("sign-in with NUL in the email", "/login", {"email": "a\x00@example.com", "password": PW}),
+    ("sign-in with ESC in the email", "/login", {"email": "a@example.com\x1b", "password": PW}),
+    ("sign-in with a 3 kB email", "/login", {"email": "a" * 3000 + "@example.com", "password": PW}),
+    ("forgot with NUL in the email", "/forgot", {"email": "a\x00@example.com"}),
+    ("forgot with two recipients", "/forgot", {"email": "ops@example.com,e@x.com"}),
+    ("forgot with a 3 kB email", "/forgot", {"email": "a" * 3000 + "@example.com"}),
 ]
 
 
