@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -90,8 +91,8 @@ def ensure_secret_key(dotenv: Path) -> None:
     sign and check reset links with the same key.
     """
     existing = dotenv.read_text() if dotenv.exists() else ""
-    if os.environ.get("SECRET_KEY") or any(
-        line.strip().startswith("SECRET_KEY=") for line in existing.splitlines()
+    if os.environ.get("SECRET_KEY") or re.search(
+        r"^\s*(export\s+)?SECRET_KEY\s*=\s*['\"]?[^\s'\"#]", existing, re.MULTILINE
     ):
         return
     separator = "" if not existing or existing.endswith("\n") else "\n"

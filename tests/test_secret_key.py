@@ -90,6 +90,27 @@ def test_dev_up_writes_a_random_key_into_dotenv_once(
     assert oct(dotenv.stat().st_mode & 0o777) == "0o600"
 
 
+@pytest.mark.parametrize(
+    "line", ["SECRET_KEY=abc", "export SECRET_KEY=abc", " SECRET_KEY = 'abc'", 'SECRET_KEY="abc"']
+)
+def test_dev_up_keeps_a_key_already_in_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str
+) -> None:
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(line + "\n")
+    dev.ensure_secret_key(dotenv)
+    assert dotenv.read_text() == line + "\n"
+
+
+def test_dev_up_fills_in_an_empty_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("SECRET_KEY=\n")
+    dev.ensure_secret_key(dotenv)
+    assert len(dotenv.read_text().splitlines()) == 2  # python-dotenv reads the last one
+
+
 def test_dev_up_leaves_a_key_from_the_environment_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
