@@ -333,7 +333,9 @@ def test_malformed_commands_and_forms_are_refused_and_write_nothing(
     with fault_db.engine.connect() as conn:
         jobs = conn.execute(text("SELECT name FROM jobs ORDER BY created_at")).scalars().all()
         exports = conn.execute(text("SELECT count(*) FROM exports")).scalar_one()
+        users = conn.execute(text("SELECT email FROM users")).scalars().all()
     assert jobs == ["accounts.send_welcome"] and exports == 0  # only the one good sign-up
+    assert users == ["ops@example.com"]
     report.append(
         Row(
             "7b bad input (CLI, forms)",
