@@ -21,7 +21,8 @@ def test_a_session_cookie_saved_before_sign_out_no_longer_signs_in(
 
     page.click("button:text('Sign out')")
     expect(page.locator(".flash")).to_contain_text("You are signed out")
-    browser.add_cookies(saved)  # put the old cookie back, as a thief would
+    # Put the old cookie back, as a thief would.
+    browser.add_cookies([{"name": c["name"], "value": c["value"], "url": site} for c in saved])
     page.goto(f"{site}/exports")
     expect(page).to_have_url(f"{site}/login?next=/exports")
     expect(page.locator("h1")).to_have_text("Sign in")

@@ -65,8 +65,7 @@ def create() -> ResponseReturnValue:
     """Store the upload and queue its report in one transaction, and answer at once."""
     user, session = require_user(), get_session()
     settings: Settings = current_app.config["PILLARS_SETTINGS"]
-    limits.enforce(limits.uploads(user.id))  # else 429, with Retry-After
-    session.commit()  # an upload counts toward the limits even if refused below
+    limits.enforce_now(limits.uploads(user.id))  # counts even if refused below; else 429
     try:
         name, data = _read_upload(request.files.get("file"), settings.upload_max_bytes)
         export = service.create_export(session, user.id, name, data)
