@@ -26,8 +26,10 @@ EMAIL_FACTOR = 4
 #: before its answers slow down; it is never refused outright, because behind a
 #: proxy or in an office many people share one address.
 ADDRESS_FACTOR = 4
-#: The first slowed answer waits this long; each further failure doubles it.
+#: The first slowed answer waits this long; each further failure doubles it, at most
+#: MAX_DOUBLINGS times (then LOGIN_SLOWDOWN_MAX caps it anyway, unless set above hours).
 FIRST_DELAY = 0.25
+MAX_DOUBLINGS = 16
 #: Longest email kept for a refused sign-in: enough to tell attempts apart.
 MAX_RECORDED_EMAIL = 254
 
@@ -135,14 +137,21 @@ def sign_in_delay(session: Session, settings: Settings, remote_addr: str) -> flo
     LOGIN_SLOWDOWN_MAX: a guesser slows to a crawl, while a person behind the
     same proxy still signs in with the right password.
     """
+    threshold = settings.login_max_failures * ADDRESS_FACTOR
     recent = LoginAttempt.attempted_at > seconds_ago(settings.login_window)
-    failures = session.scalar(
-        select(func.count()).where(LoginAttempt.remote_addr == remote_addr, recent)
+    # An address is never refused, so its failures can pile up: count no further
+    # than where the wait stops growing.
+    newest = (
+        select(LoginAttempt.id)
+        .where(LoginAttempt.remote_addr == remote_addr, recent)
+        .limit(threshold + MAX_DOUBLINGS + 1)
+        .subquery()
     )
-    excess = (failures or 0) - settings.login_max_failures * ADDRESS_FACTOR
+    failures = session.scalar(select(func.count()).select_from(newest))
+    excess = (failures or 0) - threshold
     if excess < 0:
         return 0.0
-    return float(min(settings.login_slowdown_max, FIRST_DELAY * 2 ** min(excess, 16)))
+    return float(min(settings.login_slowdown_max, FIRST_DELAY * 2 ** min(excess, MAX_DOUBLINGS)))
 
 
 def seconds_ago(seconds: float) -> ColumnElement[datetime]:
