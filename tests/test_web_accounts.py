@@ -143,7 +143,7 @@ def test_login_never_redirects_to_another_site(app: Flask, target: str) -> None:
     assert response.status_code == 303 and response.headers["Location"] == "/exports"
 
 
-@pytest.mark.parametrize("field", ["/login", "/forgot"])
+@pytest.mark.parametrize("path", ["/login", "/forgot"])
 @pytest.mark.parametrize(
     ("email", "message"),
     [
@@ -153,9 +153,9 @@ def test_login_never_redirects_to_another_site(app: Flask, target: str) -> None:
     ],
 )
 def test_a_control_character_or_huge_email_is_refused_with_400_and_a_message(
-    client: FlaskClient, session: Session, field: str, email: str, message: str
+    client: FlaskClient, session: Session, path: str, email: str, message: str
 ) -> None:
-    response = submit(client, field, {"email": email, "password": PASSWORD})
+    response = submit(client, path, {"email": email, "password": PASSWORD})
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
     assert count(session, Job) == 0
