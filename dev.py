@@ -10,12 +10,15 @@
 Creates `.venv` and installs the project into it on first use (again when
 pyproject.toml changes). Without DATABASE_URL, `up` runs an embedded
 PostgreSQL with its data in `.pillars/pgdata`; with it, that server is used.
+On its first run `up` writes a random SECRET_KEY into `.env`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -81,10 +84,29 @@ def tool_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
 
 
+def ensure_secret_key(dotenv: Path) -> None:
+    """Append a random SECRET_KEY to `dotenv` unless one is set there or in the environment.
+
+    Sessions then survive restarts, and web and worker (which both read `.env`)
+    sign and check reset links with the same key.
+    """
+    existing = dotenv.read_text() if dotenv.exists() else ""
+    if os.environ.get("SECRET_KEY") or re.search(
+        r"^\s*(export\s+)?SECRET_KEY\s*=\s*['\"]?[^\s'\"#]", existing, re.MULTILINE
+    ):
+        return
+    separator = "" if not existing or existing.endswith("\n") else "\n"
+    with dotenv.open("a") as out:
+        out.write(f"{separator}SECRET_KEY={secrets.token_urlsafe(32)}\n")
+    dotenv.chmod(0o600)
+    print(f"dev: wrote a random SECRET_KEY into {dotenv.name}", flush=True)
+
+
 def up() -> int:
     """Migrate, then run web, worker and cron together until Ctrl-C."""
     from dotenv import load_dotenv
 
+    ensure_secret_key(ROOT / ".env")
     load_dotenv(ROOT / ".env")
     server = None
     if not os.environ.get("DATABASE_URL"):

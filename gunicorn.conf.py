@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+from typing import Any
 
 wsgi_app = "app.web:create_app()"
 #: Loopback unless told otherwise: gunicorn belongs behind a buffering reverse proxy
@@ -29,3 +31,18 @@ max_requests = 5_000
 max_requests_jitter = 500
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # empty: no access log
 errorlog = "-"
+#: Reset links carry a token in their path: it never reaches a log line.
+logger_class = "app.web.accesslog.MaskingLogger"
+#: The app (Werkzeug's ProxyFix) believes X-Forwarded-For/-Proto from TRUSTED_PROXY_HOPS
+#: proxies; with none, gunicorn must not believe them from anyone either.
+if os.environ.get("TRUSTED_PROXY_HOPS", "0").strip() in ("", "0"):
+    forwarded_allow_ips = ""
+
+
+def on_starting(server: Any) -> None:
+    """Refuse to start, in one line, without a proper SECRET_KEY (before any worker boots)."""
+    from app.config import secret_key_problem
+
+    problem = secret_key_problem(os.environ.get("SECRET_KEY", ""))
+    if problem:
+        sys.exit(f"gunicorn: {problem}")

@@ -7,6 +7,7 @@ value is configured in one place: the environment or a `.env` file.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -70,6 +71,64 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be on or off, got {raw!r}")
 
 
+#: What `secrets.token_urlsafe(32)` gives; anything shorter is guessable offline from one cookie.
+SECRET_KEY_MIN_LENGTH = 32
+#: The placeholder the development setup used to run with; never good enough outside it.
+DEV_SECRET_KEY = "dev"
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Say in one line what is wrong with `key` as a production SECRET_KEY, or None if nothing.
+
+    Anyone who knows the key can sign a session cookie for any user, so a
+    missing, placeholder or short key must stop the site from starting.
+    """
+    how = (
+        "set SECRET_KEY to a random string, e.g. the output of "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
+    if not key:
+        return f"SECRET_KEY is not set: {how}"
+    if key == DEV_SECRET_KEY:
+        return f"SECRET_KEY is the development placeholder 'dev': {how}"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"SECRET_KEY has {len(key)} characters, fewer than {SECRET_KEY_MIN_LENGTH}: {how}"
+    return None
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most `count` events per `seconds`, e.g. 20 uploads per hour."""
+
+    count: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds:g}s"
+
+
+_RATE = re.compile(r"(\d+)\s*/\s*(\d*)\s*(s|min|h|d)")
+_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400}
+
+
+def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate:
+    """Parse `N/unit` or `N/<k><unit>` (units s, min, h, d): `20/h`, `1/5min`."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    match = _RATE.fullmatch(raw)
+    if match is None or int(match[1]) < 1 or match[2] == "0":
+        raise ConfigError(f"{name} must look like 20/h or 1/5min (count/period), got {raw!r}")
+    return Rate(int(match[1]), int(match[2] or 1) * _UNITS[match[3]])
+
+
+def _hops(env: Mapping[str, str], name: str) -> int:
+    raw = env.get(name, "").strip() or "0"
+    if not raw.isdigit() or int(raw) > 10:
+        raise ConfigError(f"{name} must be a whole number from 0 to 10, got {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the three processes need to know about their surroundings."""
@@ -92,7 +151,8 @@ class Settings:
     job_retention_days: float = 14.0
     #: Cron forgets a schedule removed from code this many days after noticing.
     cron_orphan_retention_days: float = 30.0
-    secret_key: str = field(default="dev", repr=False)
+    #: Signs sessions, CSRF and reset tokens; `create_app` refuses a weak one outside debug/tests.
+    secret_key: str = field(default="", repr=False)
     #: When set, /metrics requires `Authorization: Bearer <token>`.
     metrics_token: str = field(default="", repr=False)
     #: Where people reach the site; links in emails start with it.
@@ -103,9 +163,24 @@ class Settings:
     reports_in_flight_max: int = 3
     #: Uploads and the reports built from them are pruned after this many days.
     export_retention_days: float = 7.0
-    #: Failed sign-ins per email address within `login_window` before refusing more.
+    #: Failed sign-ins per (client address, email) within `login_window` before refusing
+    #: more; an email from all addresses together may fail 4x as often.
     login_max_failures: int = 5
     login_window: float = 900.0
+    #: The longest a sign-in answer is held back for an address that failed too often.
+    login_slowdown_max: float = 2.0
+    #: Proxies in front of the site whose X-Forwarded-For/-Proto are believed; 0 trusts none.
+    trusted_proxy_hops: int = 0
+    #: A session ends this long after sign-in, and after this long without a request.
+    session_lifetime: float = 7 * 86400.0
+    session_idle_timeout: float = 12 * 3600.0
+    upload_rate_per_user: Rate = Rate(30, 3600)
+    upload_rate_per_address: Rate = Rate(60, 3600)
+    signup_rate_per_address: Rate = Rate(10, 3600)
+    forgot_rate_per_address: Rate = Rate(10, 3600)
+    #: Emails one account may be sent on request of strangers (reset links, "someone
+    #: tried to sign up with your address"): one per five minutes.
+    account_mail_rate: Rate = Rate(1, 300)
     mail_from: str = "Pillars <noreply@localhost>"
     #: Without an SMTP host, mail is written as .eml files into this folder.
     mail_dir: str = ".pillars/mail"
@@ -114,6 +189,15 @@ class Settings:
     smtp_starttls: bool = True
     smtp_username: str = ""
     smtp_password: str = field(default="", repr=False)
+
+    @property
+    def signing_key(self) -> str:
+        """The key to sign with: SECRET_KEY, or the development placeholder when unset.
+
+        Web and worker fall back alike, so reset links made by one work in the
+        other in development; outside it the site refuses to start without a key.
+        """
+        return self.secret_key or DEV_SECRET_KEY
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -140,7 +224,7 @@ class Settings:
             cron_orphan_retention_days=_float(
                 env, "CRON_ORPHAN_RETENTION_DAYS", cls.cron_orphan_retention_days
             ),
-            secret_key=env.get("SECRET_KEY", "dev"),
+            secret_key=env.get("SECRET_KEY", ""),
             metrics_token=env.get("METRICS_TOKEN", ""),
             site_url=env.get("SITE_URL", cls.site_url).rstrip("/"),
             upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", cls.upload_max_bytes),
@@ -148,6 +232,21 @@ class Settings:
             export_retention_days=_float(env, "EXPORT_RETENTION_DAYS", cls.export_retention_days),
             login_max_failures=_int(env, "LOGIN_MAX_FAILURES", cls.login_max_failures),
             login_window=_float(env, "LOGIN_WINDOW", cls.login_window),
+            login_slowdown_max=_float(env, "LOGIN_SLOWDOWN_MAX", cls.login_slowdown_max),
+            trusted_proxy_hops=_hops(env, "TRUSTED_PROXY_HOPS"),
+            session_lifetime=_float(env, "SESSION_LIFETIME", cls.session_lifetime),
+            session_idle_timeout=_float(env, "SESSION_IDLE_TIMEOUT", cls.session_idle_timeout),
+            upload_rate_per_user=_rate(env, "UPLOAD_RATE_PER_USER", cls.upload_rate_per_user),
+            upload_rate_per_address=_rate(
+                env, "UPLOAD_RATE_PER_ADDRESS", cls.upload_rate_per_address
+            ),
+            signup_rate_per_address=_rate(
+                env, "SIGNUP_RATE_PER_ADDRESS", cls.signup_rate_per_address
+            ),
+            forgot_rate_per_address=_rate(
+                env, "FORGOT_RATE_PER_ADDRESS", cls.forgot_rate_per_address
+            ),
+            account_mail_rate=_rate(env, "ACCOUNT_MAIL_RATE", cls.account_mail_rate),
             mail_from=env.get("MAIL_FROM", cls.mail_from),
             mail_dir=env.get("MAIL_DIR", cls.mail_dir),
             smtp_host=env.get("SMTP_HOST", "").strip(),

@@ -23,8 +23,23 @@ log = logging.getLogger(__name__)
 MAX_LINE_BYTES = 998
 
 
+class BadRecipient(ValueError):
+    """A recipient that is not exactly one plain address; sending it would go astray."""
+
+
+def single_address(to: str) -> str:
+    """Return `to` if it is one bare address, else raise `BadRecipient`.
+
+    A comma, a semicolon, angle brackets, quotes or a line break would let a
+    header hold a second recipient (or a second header): refused, not mended.
+    """
+    if not to or to.count("@") != 1 or any(c in to for c in ',;<>"\r\n\0') or to != to.strip():
+        raise BadRecipient(f"not one plain email address: {to[:100]!r}")
+    return to
+
+
 def compose(settings: Settings, to: str, subject: str, body: str, key: str) -> EmailMessage:
-    """Build a plain-text message; `key` (e.g. the job id) makes its Message-ID stable.
+    """Build a plain-text message to one address; `key` (e.g. the job id) fixes its Message-ID.
 
     The body goes out as 8-bit text, line for line as written: the default
     would pick quoted-printable for any line over 78 characters, which breaks
@@ -33,7 +48,7 @@ def compose(settings: Settings, to: str, subject: str, body: str, key: str) -> E
     """
     message = EmailMessage()
     message["From"] = settings.mail_from
-    message["To"] = to
+    message["To"] = single_address(to)
     message["Subject"] = subject
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = f"<{key}@pillars>"

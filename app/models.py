@@ -234,6 +234,9 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
     #: May see and steer the queue at /admin; granted with `flask users make-admin`.
     is_admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    #: Copied into the session cookie at sign-in; bumped on sign-out and password
+    #: change, which ends every session signed in before, wherever its cookie went.
+    session_generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     __table_args__ = (CheckConstraint("email = lower(email)", name="email_lower"),)
 
@@ -252,6 +255,28 @@ class LoginAttempt(Base):
         # The rate limit counts recent failures per address, newest first.
         Index("ix_login_attempts_email", "email", "attempted_at"),
         Index("ix_login_attempts_remote_addr", "remote_addr", "attempted_at"),
+    )
+
+
+class RateEvent(Base):
+    """One counted action (an upload, a sign-up, a reset email) under a rate limit's key.
+
+    Kept in the database, and counted under an advisory lock per key, so a
+    limit holds exactly across every web process. A row counts until it
+    expires; the hourly chore deletes expired rows.
+    """
+
+    __tablename__ = "rate_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    #: What is limited and for whom, e.g. `upload-user:7` or `signup-addr:203.0.113.5`.
+    key: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        # A limit counts the unexpired events of one key; pruning reads by expiry.
+        Index("ix_rate_events_key_expires_at", "key", "expires_at"),
+        Index("ix_rate_events_expires_at", "expires_at"),
     )
 
 

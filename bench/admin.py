@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import statistics
 import tempfile
 import time
@@ -154,6 +155,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pillars-bench-admin-") as tmp:
         server = database(Path(tmp))
+        os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(32))
         app = create_app()
         engine: Engine = app.extensions["pillars_engine"]
         fill(engine, args.rows)
@@ -161,6 +163,8 @@ def main() -> int:
         with client.session_transaction() as session:
             session["user_id"] = 1
             session["auth"] = fingerprint("bench")
+            session["generation"] = 0
+            session["since"] = session["seen"] = int(time.time())
         print(f"{'page':<36} {'median ms':>10} {'min':>8} {'max':>8} {'job links':>10}")
         for label, path in pages(engine, args.rows):
             timings, links = measure(client, path, args.runs)

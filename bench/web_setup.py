@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.cookiejar
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -51,7 +52,10 @@ def environment(url: str, tmp: Path) -> dict[str, str]:
         "DATABASE_URL": url,
         "JOB_MODULES": "bench.webjobs",
         "MAIL_DIR": str(tmp / "mail"),
-        "SECRET_KEY": "bench",
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        # The benchmark is one user uploading as fast as wrk can: no rate limit may refuse it.
+        "UPLOAD_RATE_PER_USER": "1000000000/s",
+        "UPLOAD_RATE_PER_ADDRESS": "1000000000/s",
         "GUNICORN_ACCESSLOG": "",
         "LOG_LEVEL": "WARNING",
     }

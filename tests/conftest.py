@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -36,6 +37,12 @@ FAST = {
     "WORKER_SHUTDOWN_GRACE": "5",
     "WORKER_POLL_INTERVAL": "0.2",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give every process the suite starts (gunicorn, the flask CLI, workers) a proper
+    SECRET_KEY, as production must: the site refuses to start without one."""
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(32))
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +85,7 @@ def db(engine: Engine) -> Engine:
         conn.execute(
             text(
                 "TRUNCATE jobs, job_tallies, workers, queue_pauses, cron_state, cron_events, users,"
-                " login_attempts, exports"
+                " login_attempts, rate_events, exports"
             )
         )
     return engine

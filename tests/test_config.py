@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
-from app.config import ConfigError, Settings, normalize_database_url
+from app.config import ConfigError, Rate, Settings, normalize_database_url, secret_key_problem
 
 
 @pytest.mark.parametrize(
@@ -33,4 +35,47 @@ def test_job_modules_are_split_on_commas() -> None:
 def test_bad_numbers_fail_at_start() -> None:
     env = {"DATABASE_URL": "postgresql://h/db", "WORKER_CONCURRENCY": "many"}
     with pytest.raises(ConfigError, match="WORKER_CONCURRENCY must be a whole number"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        ("", "SECRET_KEY is not set"),
+        ("dev", "development placeholder"),
+        ("short-but-not-empty", "fewer than 32"),
+    ],
+)
+def test_a_missing_placeholder_or_short_secret_key_is_named_in_one_line(
+    key: str, words: str
+) -> None:
+    problem = secret_key_problem(key)
+    assert problem is not None and words in problem and "\n" not in problem
+    assert "secrets.token_urlsafe" in problem  # says how to make a good one
+
+
+def test_a_long_random_secret_key_is_accepted() -> None:
+    assert secret_key_problem(secrets.token_urlsafe(32)) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "rate"),
+    [("20/h", Rate(20, 3600)), ("1/5min", Rate(1, 300)), ("3 / 2d", Rate(3, 172800))],
+)
+def test_rates_read_as_count_per_period(raw: str, rate: Rate) -> None:
+    env = {"DATABASE_URL": "postgresql://h/db", "UPLOAD_RATE_PER_USER": raw}
+    assert Settings.from_env(env).upload_rate_per_user == rate
+
+
+@pytest.mark.parametrize("raw", ["20", "0/h", "20/0h", "many/h", "20/week", "1e9/h"])
+def test_bad_rates_fail_at_start(raw: str) -> None:
+    env = {"DATABASE_URL": "postgresql://h/db", "SIGNUP_RATE_PER_ADDRESS": raw}
+    with pytest.raises(ConfigError, match="SIGNUP_RATE_PER_ADDRESS must look like 20/h"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("raw", ["-1", "one", "11"])
+def test_trusted_proxy_hops_is_a_small_whole_number(raw: str) -> None:
+    env = {"DATABASE_URL": "postgresql://h/db", "TRUSTED_PROXY_HOPS": raw}
+    with pytest.raises(ConfigError, match="TRUSTED_PROXY_HOPS must be a whole number"):
         Settings.from_env(env)

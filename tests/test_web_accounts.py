@@ -42,14 +42,32 @@ def test_welcome_email_is_written_to_the_mail_folder_without_smtp(
     assert "/exports" in body(welcome)
 
 
-def test_signup_with_a_taken_email_answers_400_and_writes_nothing(
+def test_signup_with_a_taken_email_mails_the_holder_and_does_not_say_so(
+    app: Flask, db: Engine, session: Session, mailbox: Path
+) -> None:
+    sign_up(app.test_client(), "ada@example.com")
+    client = app.test_client()
+    response = sign_up(client, "ADA@example.com", "another password")
+    assert response.status_code == 303 and response.headers["Location"] == "/login"
+    page = client.get("/login").get_data(as_text=True)
+    assert "We sent a message to ada@example.com" in page
+    assert "exists" not in page and "taken" not in page
+    assert client.get("/exports").status_code == 303  # not signed in as the holder
+    assert count(session, User) == 1
+    drain(db)
+    [attempt] = [m for m in messages(mailbox, "ada@example.com") if "tried" in m["Subject"]]
+    assert attempt["Subject"] == "Someone tried to sign up with your address"
+    assert "/forgot" in body(attempt)
+
+
+def test_signing_up_again_and_again_with_a_taken_address_mails_its_holder_once(
     app: Flask, session: Session
 ) -> None:
     sign_up(app.test_client(), "ada@example.com")
-    response = sign_up(app.test_client(), "ADA@example.com")
-    assert response.status_code == 400
-    assert "exists already" in response.get_data(as_text=True)
-    assert (count(session, User), count(session, Job)) == (1, 1)
+    for _ in range(3):
+        assert sign_up(app.test_client(), "ada@example.com").status_code == 303
+    names = session.scalars(select(Job.name).order_by(Job.created_at)).all()
+    assert names == ["accounts.send_welcome", "accounts.send_signup_attempt"]
 
 
 @pytest.mark.parametrize(
@@ -59,6 +77,14 @@ def test_signup_with_a_taken_email_answers_400_and_writes_nothing(
         ({"email": "ada@example.com"}, "Choose a password."),
         ({"email": "not-an-address", "password": PASSWORD}, "like name@example.com"),
         ({"email": "ada@example.com", "password": "short"}, "8 to 200 characters"),
+        ({"email": "ada\x00@example.com", "password": PASSWORD}, "control characters"),
+        ({"email": "ada@exam\rple.com", "password": PASSWORD}, "control characters"),
+        ({"email": "ada\u200b@example.com", "password": PASSWORD}, "control characters"),
+        ({"email": "a" * 3000 + "@example.com", "password": PASSWORD}, "at most 254"),
+        ({"email": "ada@example.com,eve@evil.example", "password": PASSWORD}, "like name@"),
+        ({"email": "ada,eve@example.com", "password": PASSWORD}, "like name@"),
+        ({"email": '"ada,eve"@example.com', "password": PASSWORD}, "like name@"),
+        ({"email": "Eve <eve@evil.example>", "password": PASSWORD}, "like name@"),
     ],
 )
 def test_signup_with_bad_input_answers_400_with_the_reason(
@@ -93,12 +119,56 @@ def test_login_with_the_right_password_signs_in_and_goes_where_it_was_asked(
     assert response.status_code == 303 and response.headers["Location"] == "/exports"
 
 
-def test_login_never_redirects_to_another_site(app: Flask) -> None:
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/",
+        "/%09/evil.example",
+        "/%0d/evil.example",
+        "/%0a/evil.example",
+        "/%00/x",
+        "/%5Cevil.example",
+        "/\\evil.example",
+        "https:evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/%e2%80%8b/evil.example",
+    ],
+)
+def test_login_never_redirects_to_another_site(app: Flask, target: str) -> None:
     sign_up(app.test_client(), "ada@example.com")
     client = app.test_client()
     data = {"email": "ada@example.com", "password": PASSWORD}
-    response = submit(client, "/login?next=//evil.example/", data, page="/login")
-    assert response.headers["Location"] == "/exports"
+    response = submit(client, f"/login?next={target}", data, page="/login")
+    assert response.status_code == 303 and response.headers["Location"] == "/exports"
+
+
+@pytest.mark.parametrize("path", ["/login", "/forgot"])
+@pytest.mark.parametrize(
+    ("email", "message"),
+    [
+        ("ada\x00@example.com", "control characters"),
+        ("ada@example.com\x1b", "control characters"),
+        ("a" * 3000 + "@example.com", "at most 254"),
+    ],
+)
+def test_a_control_character_or_huge_email_is_refused_with_400_and_a_message(
+    client: FlaskClient, session: Session, path: str, email: str, message: str
+) -> None:
+    response = submit(client, path, {"email": email, "password": PASSWORD})
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert count(session, Job) == 0
+
+
+def test_a_refused_sign_in_email_still_counts_as_a_failure(
+    client: FlaskClient, session: Session
+) -> None:
+    for email in ("a" * 3000 + "@example.com", "ada\x00@example.com"):
+        assert log_in(client, email).status_code == 400
+    rows = session.scalars(select(LoginAttempt)).all()
+    assert len(rows) == 2
+    assert all(len(r.email) <= 254 and "\x00" not in r.email for r in rows)
 
 
 def test_a_wrong_password_or_unknown_email_get_the_same_answer(
@@ -125,6 +195,16 @@ def test_login_is_refused_after_too_many_failures_in_every_web_process(app: Flas
     assert response.status_code == 429
     assert int(response.headers["Retry-After"]) > 0
     assert "Too many failed sign-ins" in response.get_data(as_text=True)
+
+
+def test_forgot_refuses_an_address_with_a_comma_and_sends_nothing(
+    app: Flask, session: Session
+) -> None:
+    sign_up(app.test_client(), "ada@example.com")
+    response = submit(app.test_client(), "/forgot", {"email": "ada@example.com,eve@evil.example"})
+    assert response.status_code == 400
+    assert "like name@example.com" in response.get_data(as_text=True)
+    assert session.scalars(select(Job.name)).all() == ["accounts.send_welcome"]
 
 
 def test_logout_takes_a_post_and_signs_out(client: FlaskClient) -> None:

@@ -6,26 +6,32 @@ caller owns the transaction, so a user row and its welcome email commit
 together or not at all.
 """
 
+from app.accounts.ratelimit import RateLimited
 from app.accounts.service import (
-    EmailTaken,
     TooManyAttempts,
     authenticate,
     change_password,
+    end_sessions,
     normalize_email,
+    record_failed_sign_in,
     request_password_reset,
+    sign_in_delay,
     sign_up,
 )
 from app.accounts.tokens import fingerprint, reset_token, user_for_reset_token
 
 __all__ = [
-    "EmailTaken",
+    "RateLimited",
     "TooManyAttempts",
     "authenticate",
     "change_password",
+    "end_sessions",
     "fingerprint",
     "normalize_email",
+    "record_failed_sign_in",
     "request_password_reset",
     "reset_token",
+    "sign_in_delay",
     "sign_up",
     "user_for_reset_token",
 ]

@@ -1,4 +1,4 @@
-"""Mail jobs for accounts, and the chore that forgets old failed sign-ins.
+"""Mail jobs for accounts, and the chore that forgets old failed sign-ins and rate events.
 
 Run by the worker, never by a request: a slow mail server delays an email,
 not a page. Each message is keyed by its job id (see `app.mail`).
@@ -7,11 +7,13 @@ not a page. Each message is keyed by its job id (see `app.mail`).
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 from sqlalchemy.orm import Session
 
 from app import mail
+from app.accounts import ratelimit
 from app.accounts.service import seconds_ago
 from app.accounts.tokens import RESET_MAX_AGE, RESET_PATH, reset_token
 from app.config import get_settings
@@ -34,6 +36,16 @@ Set a new password here within {minutes} minutes:
 {link}
 
 If it was not you, ignore this email: your password stays as it is.
+"""
+
+SIGNUP_ATTEMPT = """Someone (perhaps you) tried to sign up for Pillars with {email}.
+
+This address has an account already, so nothing was changed. To sign in:
+
+{site}/login
+
+Forgot the password? Ask for a new one at {site}/forgot
+If it was not you, ignore this email.
 """
 
 
@@ -59,19 +71,40 @@ def send_password_reset(user_id: int, ctx: JobContext) -> None:
     settings, user = get_settings(), _user(user_id)
     if user is None:
         return
-    link = settings.site_url + RESET_PATH + reset_token(settings.secret_key, user)
+    link = settings.site_url + RESET_PATH + reset_token(settings.signing_key, user)
     body = RESET.format(email=user.email, minutes=RESET_MAX_AGE // 60, link=link)
     key = f"job-{ctx.job_id}"
     subject = "Reset your Pillars password"
     mail.send(settings, mail.compose(settings, user.email, subject, body, key), key)
 
 
+@job("accounts.send_signup_attempt", queue="mail", max_attempts=5)
+def send_signup_attempt(user_id: int, ctx: JobContext) -> None:
+    """Tell an account's holder that someone tried to sign up with their address.
+
+    The sign-up page says the same whether or not the address was taken, so
+    this email is the only place that tells.
+    """
+    settings, user = get_settings(), _user(user_id)
+    if user is None:
+        return
+    body = SIGNUP_ATTEMPT.format(email=user.email, site=settings.site_url)
+    key = f"job-{ctx.job_id}"
+    subject = "Someone tried to sign up with your address"
+    mail.send(settings, mail.compose(settings, user.email, subject, body, key), key)
+
+
 @job("accounts.prune_login_attempts", max_attempts=3, timeout=300)
 def prune_login_attempts() -> int:
-    """Delete failed sign-ins older than LOGIN_WINDOW: they no longer count toward the limit."""
+    """Delete what no longer counts toward a limit: old failed sign-ins and expired rate events.
+
+    One hourly chore for both (its name is older than the rate events).
+    """
     window = get_settings().login_window
-    with get_engine().begin() as conn:
+    with Session(get_engine()) as session, session.begin():
         older = LoginAttempt.attempted_at < seconds_ago(window)
-        deleted = conn.execute(delete(LoginAttempt).where(older)).rowcount
-    log.info("pruned %d failed sign-in(s)", deleted)
-    return deleted
+        result = session.execute(delete(LoginAttempt).where(older))
+        deleted = int(cast(CursorResult[Any], result).rowcount)
+        expired = ratelimit.prune(session)
+    log.info("pruned %d failed sign-in(s) and %d expired rate event(s)", deleted, expired)
+    return deleted + expired

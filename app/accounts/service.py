@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import ColumnElement, delete, func, select, text
+from sqlalchemy import ColumnElement, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.accounts import ratelimit
 from app.config import Settings
 from app.jobs import enqueue
 from app.models import LoginAttempt, User
@@ -17,13 +19,19 @@ from app.models import LoginAttempt, User
 #: First key of the transaction advisory lock that serializes sign-ins per email
 #: ("LOG"); distinct from the worker's life locks, which use their own namespace.
 LOGIN_LOCK_NAMESPACE = 0x4C_4F47
-#: A client address may fail this many times more often than one email address,
-#: so a shared office network is not locked out by one person's typos.
+#: One email may fail this many times more often from all addresses together than
+#: from one, so a guesser spread over many addresses is stopped too.
+EMAIL_FACTOR = 4
+#: A client address may fail this many times more often than one (address, email)
+#: before its answers slow down; it is never refused outright, because behind a
+#: proxy or in an office many people share one address.
 ADDRESS_FACTOR = 4
-
-
-class EmailTaken(ValueError):
-    """An account with this email address exists already."""
+#: The first slowed answer waits this long; each further failure doubles it, at most
+#: MAX_DOUBLINGS times (then LOGIN_SLOWDOWN_MAX caps it anyway, unless set above hours).
+FIRST_DELAY = 0.25
+MAX_DOUBLINGS = 16
+#: Longest email kept for a refused sign-in: enough to tell attempts apart.
+MAX_RECORDED_EMAIL = 254
 
 
 class TooManyAttempts(Exception):
@@ -35,7 +43,8 @@ class TooManyAttempts(Exception):
 
 
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    """One spelling per address: NFC, no surrounding space, lower case."""
+    return unicodedata.normalize("NFC", email).strip().lower()
 
 
 @lru_cache(maxsize=1)
@@ -44,23 +53,40 @@ def _dummy_hash() -> str:
     return generate_password_hash("no account has this password")
 
 
-def sign_up(session: Session, email: str, password: str) -> User:
+def sign_up(session: Session, settings: Settings, email: str, password: str) -> User | None:
     """Add a user and queue their welcome email in the caller's transaction.
 
-    Raises `EmailTaken`, also when another request took the address a moment
-    earlier (the unique constraint decides; a savepoint keeps the session usable).
+    Returns None when the address has an account already: its holder is told
+    by email instead ("someone tried to sign up with your address"), at most
+    once per `account_mail_rate`, so the page never has to say so. The unique
+    constraint decides a race; a savepoint keeps the session usable.
     """
     email = normalize_email(email)
-    if session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise EmailTaken(email)
-    user = User(email=email, password_hash=generate_password_hash(password))
+    holder = session.scalar(select(User).where(User.email == email))
+    if holder is None:
+        user = User(email=email, password_hash=generate_password_hash(password))
+        try:
+            with session.begin_nested():
+                session.add(user)
+        except IntegrityError:
+            holder = session.scalar(select(User).where(User.email == email))
+        else:
+            enqueue(
+                session, "accounts.send_welcome", {"user_id": user.id}, context=f"user {user.id}"
+            )
+            return user
+    if holder is not None:
+        _mail_holder(session, settings, holder, "accounts.send_signup_attempt")
+    return None
+
+
+def _mail_holder(session: Session, settings: Settings, user: User, job: str) -> None:
+    """Queue `job` for `user` unless they were sent one within `account_mail_rate`."""
     try:
-        with session.begin_nested():
-            session.add(user)
-    except IntegrityError:
-        raise EmailTaken(email) from None
-    enqueue(session, "accounts.send_welcome", {"user_id": user.id}, context=f"user {user.id}")
-    return user
+        ratelimit.hit(session, [(f"account-mail:{user.id}", settings.account_mail_rate)])
+    except ratelimit.RateLimited:
+        return  # said nothing either way: the page looks the same
+    enqueue(session, job, {"user_id": user.id}, context=f"user {user.id}")
 
 
 def authenticate(
@@ -68,9 +94,11 @@ def authenticate(
 ) -> User | None:
     """Return the user if the password is right, else record the failure and return None.
 
-    Raises `TooManyAttempts` before checking anything once the email or the
-    client address has failed too often within LOGIN_WINDOW. The caller must
-    commit in every case, or the failure is not counted.
+    Raises `TooManyAttempts` before checking anything once this email has
+    failed too often from this address, or from all addresses together,
+    within LOGIN_WINDOW. The client address alone never refuses (see
+    `sign_in_delay`). The caller must commit in every case, or the failure is
+    not counted.
     """
     email = normalize_email(email)
     # Sign-ins for one email wait for each other across every web process,
@@ -79,9 +107,9 @@ def authenticate(
         text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:email))"),
         {"namespace": LOGIN_LOCK_NAMESPACE, "email": email},
     )
-    _check_rate(session, settings, LoginAttempt.email == email, settings.login_max_failures)
-    limit = settings.login_max_failures * ADDRESS_FACTOR
-    _check_rate(session, settings, LoginAttempt.remote_addr == remote_addr, limit)
+    mine = LoginAttempt.email == email
+    _check_rate(session, settings, mine & (LoginAttempt.remote_addr == remote_addr), 1)
+    _check_rate(session, settings, mine, EMAIL_FACTOR)
     user = session.scalar(select(User).where(User.email == email))
     valid = check_password_hash(user.password_hash if user else _dummy_hash(), password)
     if user is not None and valid:
@@ -91,13 +119,48 @@ def authenticate(
     return None
 
 
+def record_failed_sign_in(session: Session, email: str, remote_addr: str) -> None:
+    """Count a sign-in refused before any check (a malformed or huge email) against the address.
+
+    The email is kept printable and short, so no value a client sends can fail
+    the insert and leave the attempt uncounted.
+    """
+    printable = "".join(c for c in email if c.isprintable())[:MAX_RECORDED_EMAIL]
+    session.add(LoginAttempt(email=normalize_email(printable), remote_addr=remote_addr))
+
+
+def sign_in_delay(session: Session, settings: Settings, remote_addr: str) -> float:
+    """Seconds to hold back a sign-in answer for an address that failed too often.
+
+    Past LOGIN_MAX_FAILURES x ADDRESS_FACTOR failures from one address within
+    the window, each further failure doubles the wait, up to
+    LOGIN_SLOWDOWN_MAX: a guesser slows to a crawl, while a person behind the
+    same proxy still signs in with the right password.
+    """
+    threshold = settings.login_max_failures * ADDRESS_FACTOR
+    recent = LoginAttempt.attempted_at > seconds_ago(settings.login_window)
+    # An address is never refused, so its failures can pile up: count no further
+    # than where the wait stops growing.
+    newest = (
+        select(LoginAttempt.id)
+        .where(LoginAttempt.remote_addr == remote_addr, recent)
+        .limit(threshold + MAX_DOUBLINGS + 1)
+        .subquery()
+    )
+    failures = session.scalar(select(func.count()).select_from(newest))
+    excess = (failures or 0) - threshold
+    if excess < 0:
+        return 0.0
+    return float(min(settings.login_slowdown_max, FIRST_DELAY * 2 ** min(excess, MAX_DOUBLINGS)))
+
+
 def seconds_ago(seconds: float) -> ColumnElement[datetime]:
     """The database's `now()` minus `seconds`: times are compared on one clock."""
     return func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
 
 
 def _check_rate(
-    session: Session, settings: Settings, which: ColumnElement[bool], limit: int
+    session: Session, settings: Settings, which: ColumnElement[bool], factor: int
 ) -> None:
     window = settings.login_window
     recent = LoginAttempt.attempted_at > seconds_ago(window)
@@ -107,28 +170,34 @@ def _check_rate(
             func.extract("epoch", func.now() - func.min(LoginAttempt.attempted_at)),
         ).where(which, recent)
     ).one()
-    if count >= limit:
+    if count >= settings.login_max_failures * factor:
         raise TooManyAttempts(retry_after=max(1, int(window - float(age or 0))))
 
 
-def request_password_reset(session: Session, email: str) -> None:
+def request_password_reset(session: Session, settings: Settings, email: str) -> None:
     """Queue a reset link for the account with this email, if there is one.
 
     Says nothing either way, so the form cannot be used to learn who has an
-    account. A unique key keeps at most one reset email per user in the queue.
+    account. At most one link per `account_mail_rate` per account: asking
+    again sooner quietly sends nothing.
     """
     user = session.scalar(select(User).where(User.email == normalize_email(email)))
     if user is not None:
-        enqueue(
-            session,
-            "accounts.send_password_reset",
-            {"user_id": user.id},
-            unique_key=f"password-reset:{user.id}",
-            context=f"user {user.id}",
-        )
+        _mail_holder(session, settings, user, "accounts.send_password_reset")
+
+
+def end_sessions(session: Session, user: User) -> None:
+    """Sign `user` out everywhere: every session cookie issued so far stops working."""
+    session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(session_generation=User.session_generation + 1)
+        .execution_options(synchronize_session="fetch")
+    )
 
 
 def change_password(session: Session, user: User, password: str) -> None:
-    """Set a new password; old reset links and other signed-in sessions stop working."""
+    """Set a new password; old reset links and every signed-in session stop working."""
     user.password_hash = generate_password_hash(password)
+    end_sessions(session, user)
     session.execute(delete(LoginAttempt).where(LoginAttempt.email == user.email))

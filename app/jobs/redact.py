@@ -1,8 +1,10 @@
 """Keep secrets out of everything people read: logs, stored errors, the dashboard.
 
-A payload key that looks secret (password, token, api_key, ...) has its value
-masked wherever the payload is shown, and the value itself is cut out of any
-error text that happens to quote it.
+A payload key that looks secret (password, token, api_key, dsn, ...) has its
+value masked wherever the payload is shown, and the value itself is cut out
+of any error text that happens to quote it. A password written into a URL
+(`postgresql://app:secret@db/app`, `?api_key=...`) is masked in any value and
+any text, whatever its key.
 """
 
 from __future__ import annotations
@@ -15,14 +17,39 @@ MASK = "***"
 
 #: Keys whose values are never shown: matched anywhere in the key, any case.
 SECRET_KEY = re.compile(
-    r"pass(word|wd|phrase)?|secret|token|api[-_]?key|auth|credential|private[-_]?key"
-    r"|session|cookie|signature|otp|pin$",
+    r"pass(word|wd|phrase)?|secret|token|api[-_]?key|access[-_]?key|private[-_]?key"
+    r"|auth|credential|session|cookie|signature|bearer|jwt|dsn|iban|hmac"
+    r"|database[-_]?url|conn(ection)?[-_]?str(ing)?|card[-_]?(number|num|no)|credit[-_]?card",
     re.IGNORECASE,
 )
+#: Secret only as a whole word of the key (`key`, `signing_key`, `apiKey`, `user-pin`):
+#: inside longer words they mean nothing (`monkey`, `spinner`, `hotpot`, `message`).
+SECRET_WORDS = frozenset({"key", "pwd", "pin", "otp", "cvv", "cvc", "cvv2", "ssn", "pan", "salt"})
+#: The words of a key: runs of lower case or digits, capitalised words, acronyms.
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
 def is_secret(key: str) -> bool:
-    return bool(SECRET_KEY.search(key))
+    if SECRET_KEY.search(key):
+        return True
+    return any(word.lower() in SECRET_WORDS for word in _WORDS.findall(key))
+
+
+#: `scheme://user:password@host`: the password is everything between the colon and
+#: the last `@` before the host. Anchored on `://`, and no part can cross a space or a
+#: slash, so the search stays linear on any text.
+_URL_PASSWORD = re.compile(r"(://[^\s/@:]*:)([^\s/]*)@")
+#: `?name=value` / `&name=value` in a URL, where `name` may be secret.
+_QUERY_VALUE = re.compile(r"([?&;]([\w.-]{1,64})=)([^\s&#;'\"]*)")
+
+
+def scrub(text: str) -> str:
+    """`text` with passwords in URLs and secret-looking query values replaced by `***`."""
+    if "://" in text:
+        text = _URL_PASSWORD.sub(lambda m: f"{m[1]}{MASK}@", text)
+    if "=" in text:
+        text = _QUERY_VALUE.sub(lambda m: m[1] + MASK if is_secret(m[2]) else m[0], text)
+    return text
 
 
 #: Deeper than any JSON document a job needs; also ends a circular structure.
@@ -30,13 +57,15 @@ MAX_DEPTH = 64
 
 
 def mask(value: Any, depth: int = 0) -> Any:
-    """Return `value` with the values of secret-looking keys replaced, at any depth."""
+    """Return `value` with the values of secret-looking keys (and URL passwords) replaced."""
     if depth > MAX_DEPTH:
         return MASK
     if isinstance(value, dict):
         return {k: MASK if is_secret(str(k)) else mask(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
         return [mask(v, depth + 1) for v in value]
+    if isinstance(value, str):
+        return scrub(value)
     return value
 
 
@@ -53,10 +82,15 @@ def _secret_values(value: Any, inside_secret: bool = False, depth: int = 0) -> I
         text = str(value)
         if len(text) >= 3:  # masking "1" everywhere would garble the text
             yield text
+    elif isinstance(value, str) and "://" in value:
+        # A URL under an innocent key: its password is a secret value of its own.
+        for match in _URL_PASSWORD.finditer(value):
+            if len(match[2]) >= 3:
+                yield match[2]
 
 
 def redact(text: str, payload: Any) -> str:
-    """Cut every secret value of `payload` (and its repr) out of `text`."""
+    """Cut every secret value of `payload` (and its repr) out of `text`, then `scrub` it."""
     for secret in sorted(set(_secret_values(payload)), key=len, reverse=True):
         text = text.replace(repr(secret), MASK).replace(secret, MASK)
-    return text
+    return scrub(text)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.config import Settings
+from app.config import ConfigError, Settings, secret_key_problem
 from app.jobs import load_job_modules
 
 #: Room for the multipart envelope around the largest file a user may upload.
@@ -15,19 +17,22 @@ UPLOAD_ENVELOPE = 64 * 1024
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the Flask app; `test_config` overrides settings in tests."""
+    """Build the Flask app; `test_config` overrides settings in tests.
+
+    Refuses to start (`ConfigError`, one line saying what to set) with a
+    missing, placeholder or short SECRET_KEY, unless debugging or testing.
+    """
     app = Flask(__name__)
-    settings = Settings.from_env()
-    app.config.from_mapping(
-        SECRET_KEY=settings.secret_key,
-        PILLARS_SETTINGS=settings,
-        MAX_CONTENT_LENGTH=settings.upload_max_bytes + UPLOAD_ENVELOPE,
-        SESSION_COOKIE_SAMESITE="Lax",
-    )
+    app.config.from_mapping(PILLARS_SETTINGS=Settings.from_env())
     if test_config is not None:
         app.config.from_mapping(test_config)
+    settings: Settings = app.config["PILLARS_SETTINGS"]
+    _configure(app, settings, test_config or {})
     # The web tier validates payloads at enqueue, so it knows every job name.
-    load_job_modules(app.config["PILLARS_SETTINGS"].job_modules)
+    load_job_modules(settings.job_modules)
+    if settings.trusted_proxy_hops:
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     from app.web import (
         admin,
@@ -39,6 +44,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         exports,
         health,
         jobs_cli,
+        limits,
         metrics,
         pages,
         security,
@@ -48,6 +54,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     security.init_app(app)
     errors.init_app(app)
+    limits.init_app(app)
     app.context_processor(lambda: {"current_user": users.current_user})
     for module in (health, pages, auth, exports, api, admin, metrics):
         app.register_blueprint(module.bp)
@@ -55,3 +62,21 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(jobs_cli.jobs)
     app.cli.add_command(jobs_cli.users)
     return app
+
+
+def _configure(app: Flask, settings: Settings, given: Mapping[str, Any]) -> None:
+    """Derive Flask's own settings from ours; anything in `given` (tests) wins."""
+    from app.web.security import served_over_https
+
+    problem = secret_key_problem(settings.secret_key)
+    if problem and not (app.debug or app.testing):
+        raise ConfigError(problem)
+    derived = {
+        "SECRET_KEY": settings.signing_key,
+        "MAX_CONTENT_LENGTH": settings.upload_max_bytes + UPLOAD_ENVELOPE,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        # Over https the cookie never travels in clear text (see also HSTS).
+        "SESSION_COOKIE_SECURE": served_over_https(settings.site_url),
+        "PERMANENT_SESSION_LIFETIME": timedelta(seconds=settings.session_lifetime),
+    }
+    app.config.from_mapping({k: v for k, v in derived.items() if k not in given})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
@@ -9,11 +11,14 @@ from wtforms import Form
 
 from app import accounts
 from app.config import Settings
-from app.web import forms
+from app.web import forms, limits
 from app.web.db import get_session
 from app.web.users import safe_next, sign_in, sign_out
 
 bp = Blueprint("auth", __name__)
+
+#: How a slowed sign-in waits; a seam so tests can see the wait without sitting through it.
+pause = time.sleep
 
 
 def _page(template: str, form: Form) -> ResponseReturnValue:
@@ -25,21 +30,31 @@ def _home() -> Response:
     return redirect(url_for("exports.index"), 303)
 
 
+def _settings() -> Settings:
+    settings: Settings = current_app.config["PILLARS_SETTINGS"]
+    return settings
+
+
 @bp.route("/signup", methods=("GET", "POST"))
 def signup() -> ResponseReturnValue:
-    """Create the account and queue its welcome email in one transaction, then sign in."""
+    """Create the account and queue its welcome email in one transaction, then sign in.
+
+    A taken address gets the same kind of answer as a new one would when
+    mail is involved: its holder is emailed, and the page does not say why.
+    """
     form = forms.SignupForm(request.form)
     if request.method == "POST" and form.validate():
         session = get_session()
-        try:
-            user = accounts.sign_up(session, form.email.data or "", form.password.data or "")
-        except accounts.EmailTaken:
-            forms.reject(form.email, "An account with this email exists already. Sign in?")
-        else:
-            session.commit()
-            sign_in(user)
-            flash("Welcome! Your account is ready.")
-            return _home()
+        limits.enforce(limits.signups())
+        email, password = form.email.data or "", form.password.data or ""
+        user = accounts.sign_up(session, _settings(), email, password)
+        session.commit()
+        if user is None:
+            flash(f"We sent a message to {accounts.normalize_email(email)}: follow it to go on.")
+            return redirect(url_for("auth.login"), 303)
+        sign_in(user)
+        flash("Welcome! Your account is ready.")
+        return _home()
     return _page("auth/signup.html", form)
 
 
@@ -47,30 +62,41 @@ def signup() -> ResponseReturnValue:
 def login() -> ResponseReturnValue:
     """Sign in, counting failures in the database so every web process sees the same limit."""
     form = forms.LoginForm(request.form)
-    if request.method == "POST" and form.validate():
-        settings: Settings = current_app.config["PILLARS_SETTINGS"]
-        session, addr = get_session(), request.remote_addr or "unknown"
-        try:
-            user = accounts.authenticate(
-                session, settings, form.email.data or "", form.password.data or "", addr
-            )
-        except accounts.TooManyAttempts as exc:
-            minutes = -(-exc.retry_after // 60)
-            forms.reject(form.email, f"Too many failed sign-ins. Try again in {minutes} min.")
-            retry = {"Retry-After": str(exc.retry_after)}
-            return render_template("auth/login.html", form=form), 429, retry
-        session.commit()  # a failure must be counted, a success clears the count
-        if user is not None:
-            sign_in(user)
-            return redirect(safe_next(request.args.get("next")) or url_for("exports.index"), 303)
-        forms.reject(form.password, "The email or the password is wrong.")
+    if request.method != "POST":
+        return _page("auth/login.html", form)
+    session, addr = get_session(), limits.client_address()
+    if not form.validate():
+        if form.email.errors and form.email.data:
+            # A malformed or huge email is a failed sign-in like any other.
+            accounts.record_failed_sign_in(session, form.email.data, addr)
+            session.commit()
+        return _page("auth/login.html", form)
+    delay = accounts.sign_in_delay(session, _settings(), addr)
+    session.commit()  # no transaction stays open while the answer waits
+    if delay:
+        pause(delay)
+    try:
+        user = accounts.authenticate(
+            session, _settings(), form.email.data or "", form.password.data or "", addr
+        )
+    except accounts.TooManyAttempts as exc:
+        wait = limits.retry_in(exc.retry_after)
+        forms.reject(form.email, f"Too many failed sign-ins. Try again in {wait}.")
+        retry = {"Retry-After": str(exc.retry_after)}
+        return render_template("auth/login.html", form=form), 429, retry
+    session.commit()  # a failure must be counted, a success clears the count
+    if user is not None:
+        sign_in(user)
+        return redirect(safe_next(request.args.get("next")) or url_for("exports.index"), 303)
+    forms.reject(form.password, "The email or the password is wrong.")
     return _page("auth/login.html", form)
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    """Sign out here and in every other browser: the session generation moves on."""
     sign_out()
-    flash("You are signed out.")
+    flash("You are signed out, in this browser and every other.")
     return redirect(url_for("pages.home"), 303)
 
 
@@ -80,7 +106,8 @@ def forgot() -> ResponseReturnValue:
     form = forms.ForgotForm(request.form)
     if request.method == "POST" and form.validate():
         session = get_session()
-        accounts.request_password_reset(session, form.email.data or "")
+        limits.enforce(limits.forgot())
+        accounts.request_password_reset(session, _settings(), form.email.data or "")
         session.commit()
         flash("If an account uses that address, a link to reset its password is on its way.")
         return redirect(url_for("auth.login"), 303)
@@ -90,16 +117,16 @@ def forgot() -> ResponseReturnValue:
 @bp.route("/reset/<token>", methods=("GET", "POST"))
 def reset(token: str) -> ResponseReturnValue:
     """Set a new password from an emailed link; the link works once, for an hour."""
-    settings: Settings = current_app.config["PILLARS_SETTINGS"]
     session = get_session()
-    user = accounts.user_for_reset_token(session, settings.secret_key, token)
+    user = accounts.user_for_reset_token(session, _settings().signing_key, token)
     if user is None:
         return render_template("auth/reset_expired.html"), 400
     form = forms.ResetForm(request.form)
     if request.method == "POST" and form.validate():
         accounts.change_password(session, user, form.password.data or "")
         session.commit()
+        session.refresh(user)  # the new session generation
         sign_in(user)
-        flash("Your password is changed.")
+        flash("Your password is changed, and every other browser is signed out.")
         return _home()
     return _page("auth/reset.html", form)

@@ -15,6 +15,7 @@ from app.reports import service, summary
 from app.reports.csvfile import InvalidCSV
 from app.reports.names import clean_filename, stem
 from app.reports.numbers import human
+from app.web import limits
 from app.web.db import get_session
 from app.web.users import require_user
 
@@ -69,6 +70,7 @@ def create() -> ResponseReturnValue:
     """Store the upload and queue its report in one transaction, and answer at once."""
     user, session = require_user(), get_session()
     settings: Settings = current_app.config["PILLARS_SETTINGS"]
+    limits.enforce_now(limits.uploads(user.id))  # counts even if refused below; else 429
     try:
         name, data = _read_upload(request.files.get("file"), settings.upload_max_bytes)
         export = service.create_export(session, user.id, name, data, settings.reports_in_flight_max)

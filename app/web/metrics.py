@@ -1,7 +1,9 @@
 """`/metrics` for Prometheus: the queue's figures, read from the database per scrape.
 
 Open by default, like most exporters on a private network; set METRICS_TOKEN
-to require `Authorization: Bearer <token>`.
+to require `Authorization: Bearer <token>` (the scheme in any case, as HTTP
+says; the bare token alone is refused). What it shows without a token is in
+docs/operations.md.
 """
 
 from __future__ import annotations
@@ -20,10 +22,16 @@ bp = Blueprint("metrics", __name__)
 def scrape() -> Response:
     """Every figure in Prometheus' text format."""
     settings = current_app.config["PILLARS_SETTINGS"]
-    if settings.metrics_token:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
-            abort(401)
+    if settings.metrics_token and not _authorized(settings.metrics_token):
+        abort(401)
     alive_within = 3 * settings.heartbeat_interval
     snapshot = metrics.metrics_snapshot(get_session().connection(), alive_within=alive_within)
     return Response(metrics.render(snapshot), mimetype="text/plain; version=0.0.4")
+
+
+def _authorized(token: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <token>` (scheme case-insensitive)."""
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, current_app
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
@@ -12,8 +12,14 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
+#: Two years, the figure browsers' preload lists ask for.
+HSTS = "max-age=63072000; includeSubDomains"
 
 csrf = CSRFProtect()
+
+
+def served_over_https(site_url: str) -> bool:
+    return site_url.lower().startswith("https://")
 
 
 def _headers(response: Response) -> Response:
@@ -21,6 +27,9 @@ def _headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     # Reset links carry their token in the URL: never send it on to another site.
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    if current_app.config["SESSION_COOKIE_SECURE"]:
+        # The site is https only: browsers must never try it over plain http again.
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
     return response
 
 

@@ -242,6 +242,8 @@ BAD_COMMANDS = [
     (["faults.work", "--priority", "urgent"], "Invalid value for '--priority'"),
 ]
 
+PW = "long enough password"
+
 #: Malformed submissions of the site's forms: each must get a 4xx and write nothing.
 BAD_FORMS: list[tuple[str, str, dict[str, Any]]] = [
     ("sign-up without email", "/signup", {"password": "long enough password"}),
@@ -291,6 +293,27 @@ BAD_FORMS: list[tuple[str, str, dict[str, Any]]] = [
         "/exports",
         {"file": (io.BytesIO(b"a,b\n" + b"1,2\n" * 20_000 + b"caf\xe9\n"), "latin.csv")},
     ),
+    # Accounts: control characters, huge and multi-recipient addresses. A refused
+    # sign-in still counts as a failed one (a login_attempts row), by design.
+    ("sign-up with NUL in the email", "/signup", {"email": "a\x00@example.com", "password": PW}),
+    (
+        "sign-up with CR/LF in the email",
+        "/signup",
+        {"email": "a@x.com\r\nBcc: e@x.com", "password": PW},
+    ),
+    ("sign-up with two recipients", "/signup", {"email": "a@example.com,e@x.com", "password": PW}),
+    ("sign-up with a quoted comma", "/signup", {"email": '"a,e"@example.com', "password": PW}),
+    (
+        "sign-up with a 3 kB email",
+        "/signup",
+        {"email": "a" * 3000 + "@example.com", "password": PW},
+    ),
+    ("sign-in with NUL in the email", "/login", {"email": "a\x00@example.com", "password": PW}),
+    ("sign-in with ESC in the email", "/login", {"email": "a@example.com\x1b", "password": PW}),
+    ("sign-in with a 3 kB email", "/login", {"email": "a" * 3000 + "@example.com", "password": PW}),
+    ("forgot with NUL in the email", "/forgot", {"email": "a\x00@example.com"}),
+    ("forgot with two recipients", "/forgot", {"email": "ops@example.com,e@x.com"}),
+    ("forgot with a 3 kB email", "/forgot", {"email": "a" * 3000 + "@example.com"}),
 ]
 
 
@@ -335,7 +358,9 @@ def test_malformed_commands_and_forms_are_refused_and_write_nothing(
     with fault_db.engine.connect() as conn:
         jobs = conn.execute(text("SELECT name FROM jobs ORDER BY created_at")).scalars().all()
         exports = conn.execute(text("SELECT count(*) FROM exports")).scalar_one()
+        users = conn.execute(text("SELECT email FROM users")).scalars().all()
     assert jobs == ["accounts.send_welcome"] and exports == 0  # only the one good sign-up
+    assert users == ["ops@example.com"]
     report.append(
         Row(
             "7b bad input (CLI, forms)",

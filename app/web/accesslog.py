@@ -1,0 +1,50 @@
+"""gunicorn's logger, minus the secrets in URLs: reset links carry their token in the path.
+
+A reset token in a log file is a password reset for whoever reads the logs,
+for an hour. Every field of an access-log line (request line, path, Referer
+and any other header or environ value a format may name) and the URI in
+gunicorn's "Error handling request" lines has it replaced by `***`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from gunicorn import glogging
+
+from app.accounts.tokens import RESET_PATH
+
+MASK = "***"
+#: The token is everything after the reset path up to a query, fragment, quote or space;
+#: `%2F` stands for the slash in a raw request line that spells it encoded.
+_RESET_TOKEN = re.compile(
+    re.escape(RESET_PATH.rstrip("/")) + r"(/|%2[fF])[^\s?#\"]+", flags=re.IGNORECASE
+)
+
+
+def mask_reset_tokens(text: str) -> str:
+    """`text` with the token of every reset path in it replaced by `***`."""
+    return _RESET_TOKEN.sub(lambda m: f"{RESET_PATH.rstrip('/')}{m[1]}{MASK}", text)
+
+
+def _masked(value: Any) -> Any:
+    return mask_reset_tokens(value) if isinstance(value, str) else value
+
+
+class MaskingLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's own logger (`logger_class` in gunicorn.conf.py) that masks reset tokens."""
+
+    def atoms(
+        self, resp: Any, req: Any, environ: Mapping[str, Any], request_time: timedelta
+    ) -> dict[str, Any]:
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {key: _masked(value) for key, value in atoms.items()}
+
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().error(_masked(msg), *map(_masked, args), **kwargs)
+
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().exception(_masked(msg), *map(_masked, args), **kwargs)
