@@ -17,20 +17,32 @@ def main(argv: list[str] | None = None) -> int:
     from app import logs
     from app.config import get_settings
     from app.db import get_engine
-    from app.jobs import load_job_modules
+    from app.jobs import load_job_modules, options
     from app.jobs.worker import Worker
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queues", help="comma-separated queues to work (default: all)")
-    parser.add_argument("--concurrency", type=int, help="jobs at once (WORKER_CONCURRENCY)")
+    parser.add_argument("--concurrency", type=_positive, help="jobs at once (WORKER_CONCURRENCY)")
     args = parser.parse_args(argv)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    for queue in queues or ():
+        try:
+            options.queue_name(queue, "a name in --queues")
+        except ValueError as error:
+            parser.error(str(error))
     logs.configure("worker")
     settings = get_settings()
     load_job_modules(settings.job_modules)
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     worker = Worker(get_engine(), settings, queues=queues, concurrency=args.concurrency)
     worker.install_signal_handlers()
     return worker.run()
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 if __name__ == "__main__":

@@ -146,7 +146,16 @@ class Settings:
     #: Fallback poll period when no NOTIFY arrives (a lost LISTEN, a due retry).
     poll_interval: float = 1.0
     #: Whether the worker's claims and outcomes wait for the WAL flush (see README).
-    worker_synchronous_commit: bool = False
+    worker_synchronous_commit: bool = True
+    #: After a job's timeout, how long its handler may ignore the interrupt
+    #: before its thread is abandoned and the attempt failed.
+    worker_timeout_grace: float = 10.0
+    #: Abandoned job threads still stuck; at this many the worker exits to be restarted.
+    worker_max_abandoned: int = 3
+    #: Deepest nesting of lists and objects a job payload may have.
+    payload_max_depth: int = 100
+    #: Largest job payload, in bytes of JSON.
+    payload_max_bytes: int = 1024 * 1024
     #: Finished jobs older than this are pruned by the maintenance job.
     job_retention_days: float = 14.0
     #: Cron forgets a schedule removed from code this many days after noticing.
@@ -219,7 +228,13 @@ class Settings:
             stale_timeout=_float(env, "WORKER_STALE_TIMEOUT", cls.stale_timeout),
             shutdown_grace=_float(env, "WORKER_SHUTDOWN_GRACE", cls.shutdown_grace),
             poll_interval=_float(env, "WORKER_POLL_INTERVAL", cls.poll_interval),
-            worker_synchronous_commit=_bool(env, "WORKER_SYNCHRONOUS_COMMIT", False),
+            worker_synchronous_commit=_bool(
+                env, "WORKER_SYNCHRONOUS_COMMIT", cls.worker_synchronous_commit
+            ),
+            worker_timeout_grace=_float(env, "WORKER_TIMEOUT_GRACE", cls.worker_timeout_grace),
+            worker_max_abandoned=_int(env, "WORKER_MAX_ABANDONED", cls.worker_max_abandoned),
+            payload_max_depth=_int(env, "JOB_PAYLOAD_MAX_DEPTH", cls.payload_max_depth),
+            payload_max_bytes=_int(env, "JOB_PAYLOAD_MAX_BYTES", cls.payload_max_bytes),
             job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
             cron_orphan_retention_days=_float(
                 env, "CRON_ORPHAN_RETENTION_DAYS", cls.cron_orphan_retention_days

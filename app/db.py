@@ -1,10 +1,15 @@
-"""Engines and sessions: one engine per process, sessions owned by their callers."""
+"""Engines and sessions (one engine per process, sessions owned by their callers), and
+what a database error means for the connection it came from."""
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from psycopg.types.json import set_json_loads
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings, get_settings
@@ -17,14 +22,52 @@ def make_engine(
 
     `pool_pre_ping` lets every process survive a database restart: a dead
     pooled connection is replaced instead of failing the next statement.
+    Sessions that are alive but useless are dropped too (see
+    `_drop_useless_sessions`).
     """
-    return create_engine(
+    engine = create_engine(
         settings.database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         connect_args={"application_name": application_name},
     )
+    event.listen(engine, "handle_error", _drop_useless_sessions)
+    event.listen(engine, "connect", _read_json_safely)
+    return engine
+
+
+def _read_json_safely(dbapi_connection: Any, record: Any) -> None:
+    """Read every json/jsonb value on this connection with `read_json`."""
+    set_json_loads(read_json, dbapi_connection)
+
+
+def read_json(data: str | bytes) -> Any:
+    """`json.loads` that never fails on what a jsonb column may hold.
+
+    jsonb accepts numbers of any size and nesting as deep as the server's
+    stack allows; Python refuses integers of more than 4,300 digits and
+    nesting near 1,000. A row like that (written by SQL, past enqueue's
+    checks) must not break a page or a query that merely reads it: it
+    reads as an object that says why.
+    """
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        return {"unreadable": f"this JSON value cannot be read in Python: {reason[:200]}"}
+
+
+def _drop_useless_sessions(context: ExceptionContext) -> None:
+    """Treat a read-only or recovering session like a lost one: discard the pool.
+
+    A connection opened while the server was read-only (a standby, or
+    `default_transaction_read_only` during a failover) stays read-only for
+    life, and a pre-ping cannot tell; without this every write on it would
+    fail forever after the database became writable again.
+    """
+    if context.original_exception is not None and is_connection_fault(context.original_exception):
+        context.is_disconnect = True
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -40,3 +83,32 @@ def get_engine() -> Engine:
     """
     settings = get_settings()
     return make_engine(settings, pool_size=max(5, settings.worker_concurrency + 4))
+
+
+#: SQLSTATEs that mean "this session cannot do its work any more, a new one may":
+#: the connection classes, an administrator or crash shutdown, a server still
+#: starting or in recovery, and a session stuck read-only (what a failover to a
+#: promoted replica looks like to connections opened while it was a standby).
+CONNECTION_FAULTS = frozenset({"25006", "57P01", "57P02", "57P03"})
+_CONNECTION_CLASSES = ("08",)
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a driver error, through SQLAlchemy's wrapper if there is one."""
+    cause = error.orig if isinstance(error, exc.DBAPIError) else error
+    return getattr(cause, "sqlstate", None)
+
+
+def is_connection_fault(error: BaseException) -> bool:
+    """Whether the session behind `error` should be dropped and a new one opened."""
+    state = sqlstate(error)
+    if state is None:
+        return isinstance(error, exc.DBAPIError) and error.connection_invalidated
+    return state in CONNECTION_FAULTS or state.startswith(_CONNECTION_CLASSES)
+
+
+def describe(error: BaseException) -> str:
+    """One line naming the driver's error and what it said, not SQLAlchemy's wrapper."""
+    cause = error.orig if isinstance(error, exc.DBAPIError) and error.orig else error
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"{type(cause).__name__}: {first}" if first else type(cause).__name__

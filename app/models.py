@@ -42,6 +42,8 @@ NAMING_CONVENTION = {
 }
 
 Timestamp = DateTime(timezone=True)
+#: The range of times a job may carry (see `app.jobs.options`).
+_READABLE = "'0001-01-02 00:00+00' AND '9999-12-30 00:00+00'"
 
 
 class Base(DeclarativeBase):
@@ -87,6 +89,8 @@ class Job(Base):
     #: The schedule that enqueued the job and the occurrence it stands for.
     cron_name: Mapped[str | None] = mapped_column(Text)
     scheduled_for: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: The timezone the occurrence was meant in, so the handler gets it back in it.
+    scheduled_zone: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint(
@@ -94,6 +98,13 @@ class Job(Base):
         ),
         CheckConstraint("jsonb_typeof(payload) = 'object'", name="payload_object"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        # Times every reader (worker, dashboard, Python's datetime) can represent:
+        # an `infinity` or a year past 9999 would fail wherever the row is read.
+        CheckConstraint(f"run_at BETWEEN {_READABLE}", name="run_at_readable"),
+        CheckConstraint(
+            f"scheduled_for IS NULL OR scheduled_for BETWEEN {_READABLE}",
+            name="scheduled_for_readable",
+        ),
         # Claiming from all queues walks this index in claim order and stops
         # after LIMIT rows: no sort, whatever the backlog. Partial, so it
         # holds only queued rows and stays small with millions of finished ones.
@@ -111,8 +122,10 @@ class Job(Base):
             "run_at",
             postgresql_where=text("state = 'queued'"),
         ),
-        # The rescuer scans only running jobs, oldest heartbeat first.
-        Index("ix_jobs_running", "heartbeat_at", postgresql_where=text("state = 'running'")),
+        # The rescuer looks up running jobs by worker. Not by heartbeat: a
+        # job's heartbeat then changes no indexed column, so it can be a
+        # HOT update.
+        Index("ix_jobs_running", "locked_by", postgresql_where=text("state = 'running'")),
         # Pruning and "finished per minute" read finished jobs by age.
         Index(
             "ix_jobs_finished",

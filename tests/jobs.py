@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from app.jobs import Discard, JobContext, Retry, job
 
@@ -77,3 +78,25 @@ def occurrence(path: str, ctx: JobContext) -> None:
     """Append the cron occurrence the job stands for: what a daily digest would cover."""
     with Path(path).open("a") as file:
         file.write(f"{ctx.scheduled_for.isoformat() if ctx.scheduled_for else None}\n")
+
+
+@job("test.nul_result")
+def nul_result() -> dict[str, str]:
+    """Returns what jsonb cannot store: the outcome must still be saved."""
+    return {"text": "a\x00b"}
+
+
+@job("test.nul_error", max_attempts=1)
+def nul_error() -> None:
+    raise RuntimeError("bad \x00 byte and a lone \udc80 surrogate")
+
+
+@job("test.block", timeout=0.5, max_attempts=1)
+def block(seconds: float = 3600) -> None:
+    """Blocked inside C code: a timeout interrupt cannot land until it returns."""
+    time.sleep(seconds)
+
+
+@job("test.echo")
+def echo(data: Any = None) -> Any:
+    return data

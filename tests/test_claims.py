@@ -16,8 +16,8 @@ from app.jobs import (
     enqueue,
     enqueue_many,
     pause_queue,
+    processes,
     resume_queue,
-    sql,
 )
 from app.jobs.execution import Claimed, Outcome, backoff, execute
 from app.models import Job
@@ -298,14 +298,10 @@ def test_job_of_a_worker_whose_session_ended_is_rescued_at_once(
     with Session(db) as session:
         job_id = enqueue(session, "test.add", {"a": 1})
         session.commit()
-    with db.begin() as conn:
-        key = claims.register(
-            conn, "dead", kind="worker", hostname="h", pid=1, queues=None, concurrency=1
-        )
     settle(db)
     conninfo = database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(conninfo, autocommit=True) as life:
-        life.execute("SELECT pg_advisory_lock(%s, %s)", (sql.LOCK_NAMESPACE, key))
+        processes.register(life, processes.Identity("dead", "worker"))
         claim(db, "dead")
         with db.begin() as conn:
             conn.execute(text("UPDATE workers SET heartbeat_at = now() - interval '1 minute'"))

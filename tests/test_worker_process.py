@@ -182,7 +182,7 @@ def test_timeout_interrupts_the_job_and_the_worker_keeps_going(
     assert row.state == "failed" and row.last_error.startswith("timed out after 0.5 s")
 
 
-def test_listener_reconnects_after_its_connection_is_killed(
+def test_presence_reconnects_after_its_connection_is_killed(
     db: Engine, process_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {**process_env, "WORKER_POLL_INTERVAL": "30"}
@@ -195,7 +195,7 @@ def test_listener_reconnects_after_its_connection_is_killed(
                 conn.execute(
                     text(
                         "SELECT pid FROM pg_stat_activity"
-                        " WHERE application_name = 'pillars-listener'"
+                        " WHERE application_name = 'pillars-worker-presence'"
                     )
                 ).scalars()
             )
@@ -212,7 +212,7 @@ def test_listener_reconnects_after_its_connection_is_killed(
         wait_for(lambda: job(db, job_id).state == "succeeded", timeout=10, what="pickup")
     finally:
         assert stop(worker) == 0
-    assert "listener connection lost" in log.read_text()
+    assert "presence connection lost" in log.read_text()
 
 
 def test_worker_and_job_modules_never_import_flask() -> None:

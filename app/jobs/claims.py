@@ -10,13 +10,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Row, text
 
-from app.jobs import sql
+from app.jobs import payloads, sql
 from app.jobs.execution import Claimed, Outcome
-
-NOTIFY_CHANNEL = "pillars_jobs"
+from app.jobs.processes import NOTIFY_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -38,23 +41,13 @@ def cycle(
 ) -> tuple[Saved, list[Claimed]]:
     """Save `outcomes` and claim up to `limit` due jobs, in one statement.
 
-    Claims take the highest priority first, then the longest due.
+    Claims take the highest priority first, then the longest due. Never
+    raises for what a claimed row holds: a row that cannot be read comes
+    back as a `Claimed` with its `problem`, to fail on its own.
     """
     done = [o for o in outcomes if o.ok]
     bad = [o for o in outcomes if not o.ok]
-    params: dict[str, object] = {
-        "worker_id": worker_id,
-        "limit": max(0, limit),
-        "done_ids": [o.job.job_id for o in done],
-        "done_attempts": [o.job.attempt for o in done],
-        "results": [o.result for o in done],
-        "failed_ids": [o.job.job_id for o in bad],
-        "failed_attempts": [o.job.attempt for o in bad],
-        "messages": [o.message for o in bad],
-        "tracebacks": [o.traceback for o in bad],
-        "delays": [o.delay for o in bad],
-        "discards": [o.discard for o in bad],
-    }
+    params = {"worker_id": worker_id, "limit": max(0, limit), **_completed(done), **_failed(bad)}
     if queues is None:
         statement = sql.CYCLE_ANY
     elif len(queues) == 1:
@@ -67,23 +60,64 @@ def cycle(
         if row.kind == "saved":
             saved[row.job_id] = row.state
         else:
-            claimed.append(
-                Claimed(
-                    row.job_id,
-                    row.name,
-                    row.payload,
-                    row.queue,
-                    row.attempts,
-                    row.max_attempts,
-                    row.scheduled_for,
-                )
-            )
+            claimed.append(_claimed(row))
     return Saved(
         succeeded=[o.job.job_id for o in done if o.job.job_id in saved],
         retried=[o.job.job_id for o in bad if saved.get(o.job.job_id) == "queued"],
         failed=[o.job.job_id for o in bad if saved.get(o.job.job_id) == "failed"],
         lost=[o for o in outcomes if o.job.job_id not in saved],
     ), claimed
+
+
+def _completed(done: Sequence[Outcome]) -> dict[str, list[object]]:
+    """The succeeded attempts, as the columns `sql._COMPLETE` unnests."""
+    return {
+        "done_ids": [o.job.job_id for o in done],
+        "done_attempts": [o.job.attempt for o in done],
+        "results": [o.result for o in done],
+    }
+
+
+def _failed(bad: Sequence[Outcome]) -> dict[str, list[object]]:
+    """The failed attempts, as the columns `sql._FAIL` unnests."""
+    return {
+        "failed_ids": [o.job.job_id for o in bad],
+        "failed_attempts": [o.job.attempt for o in bad],
+        "messages": [o.message for o in bad],
+        "tracebacks": [o.traceback for o in bad],
+        "delays": [o.delay for o in bad],
+        "discards": [o.discard for o in bad],
+    }
+
+
+def _claimed(row: Row[Any]) -> Claimed:
+    """A claimed row as the worker holds it, decoding what may not decode."""
+    payload, problem = payloads.decode(row.payload)
+    scheduled_for = None
+    if row.scheduled_for is not None:
+        try:
+            scheduled_for = _occurrence(row.scheduled_for, row.scheduled_zone)
+        except (ArithmeticError, ValueError, OSError) as exc:
+            problem = problem or f"its occurrence time {row.scheduled_for} cannot be read ({exc})"
+    return Claimed(
+        job_id=row.job_id,
+        name=row.name,
+        payload=payload,
+        queue=row.queue,
+        attempt=row.attempts,
+        max_attempts=row.max_attempts,
+        scheduled_for=scheduled_for,
+        problem=problem,
+    )
+
+
+def _occurrence(epoch: str, zone: str | None) -> datetime:
+    """The occurrence from its epoch seconds, in the zone it was meant in when known."""
+    moment = datetime.fromtimestamp(0, UTC) + timedelta(seconds=float(Decimal(epoch)))
+    try:
+        return moment.astimezone(ZoneInfo(zone)) if zone else moment
+    except (ValueError, KeyError):  # a zone this machine does not know
+        return moment
 
 
 def claim(
@@ -121,8 +155,10 @@ def _pairs(jobs: Iterable[Claimed]) -> dict[str, list[object]]:
 
 
 def heartbeat(conn: Connection, worker_id: str, jobs: Iterable[Claimed]) -> set[uuid.UUID]:
-    """Refresh the worker's and its jobs' heartbeats; return the jobs it still holds."""
-    conn.execute(sql.HEARTBEAT_WORKER, {"worker_id": worker_id})
+    """Refresh the held jobs' heartbeats; return those this worker still holds.
+
+    The process's own heartbeat is its presence's (`app.jobs.processes`).
+    """
     params = {"worker_id": worker_id, **_pairs(jobs)}
     return set(conn.execute(sql.HEARTBEAT_JOBS, params).scalars())
 
@@ -143,11 +179,32 @@ class Rescued:
     reason: str
 
 
-def rescue(conn: Connection, *, grace: float, stale: float) -> list[Rescued]:
-    """Take running jobs away from dead or frozen workers; forget dead workers."""
-    params = {"grace": grace, "stale": stale, "namespace": sql.LOCK_NAMESPACE}
+def rescue(
+    conn: Connection,
+    *,
+    grace: float,
+    stale: float,
+    suspects: Sequence[str] = (),
+    settle: float = 10.0,
+    worker_id: str = "",
+    held: Iterable[Claimed] = (),
+) -> list[Rescued]:
+    """Take running jobs away from dead or frozen workers; forget dead workers.
+
+    `suspects` are workers the watcher saw without their life lock for a
+    while: dead now unless they hold it again. `worker_id`'s own running
+    jobs that are not `held` are strays (see `sql.RESCUE`).
+    """
+    params = {
+        "grace": grace,
+        "stale": stale,
+        "namespace": sql.LOCK_NAMESPACE,
+        "suspects": list(suspects),
+        "settle": settle,
+        "worker_id": worker_id,
+        "held": [job.job_id for job in held],
+    }
     rescued = [Rescued(*row) for row in conn.execute(sql.RESCUE, params)]
-    conn.execute(sql.FORGET_DEAD_WORKERS, {"grace": grace, "namespace": sql.LOCK_NAMESPACE})
     if any(r.state == "queued" for r in rescued):
         notify(conn)
     return rescued
@@ -160,32 +217,10 @@ def notify(conn: Connection, queue: str = "") -> None:
     )
 
 
-def register(
-    conn: Connection,
-    worker_id: str,
-    *,
-    kind: str,
-    hostname: str,
-    pid: int,
-    queues: Sequence[str] | None,
-    concurrency: int,
-    job_names: Sequence[str] = (),
-) -> int:
-    """Record a live process and return the key of the life lock it must hold."""
-    return int(
-        conn.execute(
-            sql.REGISTER_WORKER,
-            {
-                "worker_id": worker_id,
-                "kind": kind,
-                "hostname": hostname,
-                "pid": pid,
-                "queues": None if queues is None else list(queues),
-                "concurrency": concurrency,
-                "job_names": list(job_names),
-            },
-        ).scalar_one()
-    )
+def lockless_workers(conn: Connection, *, settle: float = 10.0) -> set[str]:
+    """Workers whose life lock nobody holds right now (see `sql.LOCKLESS_WORKERS`)."""
+    params = {"settle": settle, "namespace": sql.LOCK_NAMESPACE}
+    return set(conn.execute(sql.LOCKLESS_WORKERS, params).scalars())
 
 
 def unregister(conn: Connection, worker_id: str) -> None:

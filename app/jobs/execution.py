@@ -7,7 +7,6 @@ a raise, a timeout, a result that is not JSON.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import traceback
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from app.jobs import payloads
 from app.jobs.context import JobContext
 from app.jobs.errors import Discard, InvalidPayload, JobTimeout, Retry, UnknownJob
 from app.jobs.redact import redact
@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 #: Tracebacks are kept per attempt; a runaway recursion must not bloat the row.
 MAX_TRACEBACK_CHARS = 8_000
+#: Results are for callers polling a job, not a data store.
+MAX_RESULT_BYTES = 1024 * 1024
+MAX_RESULT_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class Claimed:
     attempt: int
     max_attempts: int
     scheduled_for: datetime | None = None
+    #: Why the row cannot be run at all (an unreadable payload), if so.
+    problem: str | None = None
 
     @property
     def key(self) -> tuple[uuid.UUID, int]:
@@ -72,10 +77,22 @@ def failure(job: Claimed, message: str, tb: str | None = None, **kw: Any) -> Out
     """An outcome for a failed attempt, with the payload's secrets cut out of the text."""
     kw.setdefault("delay", backoff(job.attempt))
     if tb is not None:
-        tb = redact(tb, job.payload)
+        tb = storable(redact(tb, job.payload))
         if len(tb) > MAX_TRACEBACK_CHARS:
             tb = "...\n" + tb[-MAX_TRACEBACK_CHARS:]
-    return Outcome(job, ok=False, message=redact(message, job.payload), traceback=tb, **kw)
+    message = storable(redact(message, job.payload))[:MAX_TRACEBACK_CHARS]
+    return Outcome(job, ok=False, message=message, traceback=tb, **kw)
+
+
+def storable(text: str) -> str:
+    """`text` as PostgreSQL can store it: NUL and lone surrogates shown escaped."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def execute(
@@ -83,14 +100,24 @@ def execute(
     report_progress: Callable[[float | None, str | None], None] | None = None,
     timeout: float | None = None,
 ) -> Outcome:
-    """Run `job`'s handler and return its outcome; never raises for the handler's faults."""
+    """Run `job`'s handler and return its outcome; never raises for the handler's faults.
+
+    A job that can never run as it is (its payload unreadable or not fitting
+    the handler) fails on its first attempt: retrying cannot help. An unknown
+    name is retried, since a worker of a newer release may know it.
+    """
+    if job.problem is not None:
+        return _cannot_run(job, job.problem, discard=True)
     try:
         spec = registry.get(job.name)
+    except UnknownJob as exc:
+        return _cannot_run(job, str(exc), discard=False)
+    try:
         payload = spec.check_payload(job.payload)
-    except (UnknownJob, InvalidPayload) as exc:
-        outcome = failure(job, str(exc))
-        log.error("job %s %s cannot run: %s", job.job_id, job.name, outcome.message)
-        return outcome
+    except InvalidPayload as exc:
+        return _cannot_run(job, str(exc), discard=True)
+    except Exception as exc:  # a payload odd enough to break the check itself
+        return _cannot_run(job, f"the payload cannot be checked: {type(exc).__name__}", True)
     kwargs = dict(payload)
     if spec.context_param is not None:
         kwargs[spec.context_param] = JobContext(
@@ -105,13 +132,19 @@ def execute(
     try:
         result = spec.func(**kwargs)
     except Retry as exc:
+        outcome = failure(job, f"retry requested: {exc.reason}", delay=exc.delay)
         log.info(
-            "job %s %s asked for a retry in %.1fs: %s", job.job_id, job.name, exc.delay, exc.reason
+            "job %s %s asked for a retry in %.1fs: %s",
+            job.job_id,
+            job.name,
+            exc.delay,
+            outcome.message,
         )
-        return failure(job, f"retry requested: {exc.reason}", delay=exc.delay)
+        return outcome
     except Discard as exc:
-        log.warning("job %s %s discarded: %s", job.job_id, job.name, exc.reason)
-        return failure(job, f"discarded: {exc.reason}", discard=True)
+        outcome = failure(job, f"discarded: {exc.reason}", discard=True)
+        log.warning("job %s %s %s", job.job_id, job.name, outcome.message)
+        return outcome
     except JobTimeout:
         limit = spec.timeout if timeout is None else timeout
         log.error("job %s %s timed out after %ss", job.job_id, job.name, limit)
@@ -132,16 +165,26 @@ def execute(
     return Outcome(job, ok=True, result=_encode_result(job, result))
 
 
+def _cannot_run(job: Claimed, reason: str, discard: bool) -> Outcome:
+    outcome = failure(job, reason, discard=discard)
+    log.error(
+        "job %s %s cannot run%s: %s",
+        job.job_id,
+        job.name,
+        "" if discard else " here (retried later)",
+        outcome.message,
+    )
+    return outcome
+
+
 def _encode_result(job: Claimed, result: object) -> str | None:
+    """The result as JSON the table takes, or None (with a warning) if it cannot be stored."""
     if result is None:
         return None
     try:
-        return json.dumps(result, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        log.warning(
-            "job %s %s returned a result that is not JSON (%s); not stored",
-            job.job_id,
-            job.name,
-            exc,
+        return payloads.to_json(
+            result, "the result", max_depth=MAX_RESULT_DEPTH, max_bytes=MAX_RESULT_BYTES
         )
+    except InvalidPayload as exc:
+        log.warning("job %s %s: %s; not stored", job.job_id, job.name, exc)
         return None

@@ -1,29 +1,48 @@
-"""Proof of life, and the rescue of jobs whose worker has none.
+"""Proof of life for the jobs a worker holds, and the rescue of jobs whose worker has none.
 
-Every heartbeat interval each worker refreshes its own row and the
-heartbeats of the jobs it holds, then rescues running jobs of workers that
-died (life lock gone) or froze (heartbeat stale). Any live worker can rescue;
-`FOR UPDATE SKIP LOCKED` keeps two from rescuing the same job.
+Every heartbeat interval each worker refreshes the heartbeats of the jobs it
+holds, then rescues running jobs of workers that died or froze (see
+`sql.RESCUE`). Any live worker can rescue; `FOR UPDATE SKIP LOCKED` keeps two
+from rescuing the same job.
+
+A death is known to the database at once (the life lock goes with the
+session), so the one worker that holds the watcher lock looks for lockless
+peers every `WATCH_EVERY` seconds and names those missing their lock for
+`SUSPECT_AFTER` seconds as suspects: their jobs are back in the queue within
+about two seconds instead of after the heartbeat grace. The delay is what a
+live process needs to reconnect its presence after a dropped connection;
+for the first seconds after a database restart, when every presence is
+reconnecting at once, nobody is a suspect.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
 from sqlalchemy import Engine, exc
 
 from app.config import Settings
+from app.db import describe
 from app.jobs import claims
 from app.jobs.execution import Claimed
+from app.jobs.processes import Presence
 
 log = logging.getLogger(__name__)
 
+WATCH_EVERY = 0.5
+SUSPECT_AFTER = 1.0
+
 
 class Heartbeat(threading.Thread):
-    """Beats until `stopping` is set; `held` lists the jobs this worker holds."""
+    """Beats until `finished` is set; `held` lists the jobs this worker holds.
+
+    It outlives the worker's stop signal: jobs still draining at shutdown
+    keep their heartbeats until they are saved or released.
+    """
 
     def __init__(
         self,
@@ -31,19 +50,36 @@ class Heartbeat(threading.Thread):
         settings: Settings,
         worker_id: str,
         held: Callable[[], list[Claimed]],
-        stopping: threading.Event,
+        presence: Presence,
+        finished: threading.Event,
     ) -> None:
         super().__init__(name="pillars-heartbeat", daemon=True)
         self.engine, self.settings, self.worker_id = engine, settings, worker_id
-        self._held, self._stopping = held, stopping
+        self._held, self._presence, self._finished = held, presence, finished
+        self._lockless_since: dict[str, float] = {}
+
+    @property
+    def grace(self) -> float:
+        """How late a heartbeat may be before a lockless process counts as dead."""
+        return 2 * self.settings.heartbeat_interval
 
     def run(self) -> None:
-        while not self._stopping.wait(self.settings.heartbeat_interval):
+        next_beat = time.monotonic() + self.settings.heartbeat_interval
+        # Ticks of WATCH_EVERY whether watching or not (no query unless due):
+        # a process that becomes the watcher starts watching at once.
+        while not self._finished.wait(max(0.0, min(WATCH_EVERY, next_beat - time.monotonic()))):
+            watching = self._presence.watcher.is_set()
             try:
-                self.beat()
-                self.rescue()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.settings.heartbeat_interval
+                    self.beat()
+                    self.rescue(self._suspects() if watching else [])
+                elif watching and (suspects := self._suspects()):
+                    self.rescue(suspects)
             except exc.SQLAlchemyError as error:
                 log.warning("heartbeat failed (%s)", describe(error))
+            except Exception:
+                log.exception("heartbeat failed")
 
     def beat(self) -> None:
         held = self._held()
@@ -58,15 +94,24 @@ class Heartbeat(threading.Thread):
                     "job %s %s: claim lost (rescued by another worker)", job.job_id, job.name
                 )
 
-    def rescue(self) -> None:
-        grace = 2 * self.settings.heartbeat_interval
+    def rescue(self, suspects: list[str]) -> None:
+        held = self._held()
         with self.engine.begin() as conn:
-            rescued = claims.rescue(conn, grace=grace, stale=self.settings.stale_timeout)
+            rescued = claims.rescue(
+                conn,
+                grace=self.grace,
+                stale=self.settings.stale_timeout,
+                suspects=suspects,
+                worker_id=self.worker_id,
+                held=held,
+            )
         for r in rescued:
             log.warning("job %s %s rescued (now %s): %s", r.job_id, r.name, r.state, r.reason)
 
-
-def describe(error: exc.SQLAlchemyError) -> str:
-    """Name the driver's error (e.g. OperationalError) rather than SQLAlchemy's wrapper."""
-    cause = error.orig if isinstance(error, exc.DBAPIError) else error
-    return type(cause).__name__
+    def _suspects(self) -> list[str]:
+        """Peers seen without their life lock for at least `SUSPECT_AFTER` seconds."""
+        with self.engine.connect() as conn:
+            lockless = claims.lockless_workers(conn)
+        now = time.monotonic()
+        self._lockless_since = {w: self._lockless_since.get(w, now) for w in lockless}
+        return [w for w, since in self._lockless_since.items() if now - since >= SUSPECT_AFTER]

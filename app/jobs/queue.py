@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +19,9 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from app.jobs import sql
+from app.config import get_settings
+from app.jobs import options, sql
+from app.jobs.errors import UnknownJob
 from app.jobs.ids import new_job_id, new_job_ids
 from app.jobs.registry import JobSpec, registry
 
@@ -42,7 +45,6 @@ class JobRequest:
 class _Row:
     name: str
     payload: str
-    document: dict[str, Any]
     queue: str
     priority: int
     run_at: datetime | None
@@ -53,45 +55,41 @@ class _Row:
 
     def columns(self) -> dict[str, Any]:
         """The values as statement parameters; the payload goes as JSON text."""
-        return {key: value for key, value in self.__dict__.items() if key != "document"}
-
-
-def _seconds(delay: float | timedelta | None) -> float:
-    if delay is None:
-        return 0.0
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-    if seconds < 0:
-        raise ValueError(f"delay must not be negative, got {seconds}")
-    return seconds
+        return dict(self.__dict__)
 
 
 def _prepare(request: JobRequest) -> _Row:
-    """Validate one message against its handler and fill in the handler's defaults."""
+    """Validate one message and its options, and fill in the handler's defaults.
+
+    Everything the database could refuse is refused here first (see
+    `app.jobs.options` and `app.jobs.payloads`).
+    """
+    if not isinstance(request.name, str):
+        raise UnknownJob(f"a job name must be a string, got {type(request.name).__name__}")
     spec: JobSpec = registry.get(request.name)
     raw = request.payload
     document = dict(raw) if isinstance(raw, Mapping) else raw
-    payload = spec.encode_payload(document)
-    if request.run_at is not None and request.delay is not None:
+    settings = get_settings()
+    payload = spec.encode_payload(
+        document, max_depth=settings.payload_max_depth, max_bytes=settings.payload_max_bytes
+    )
+    run_at = options.moment(request.run_at, "run_at")
+    if run_at is not None and request.delay is not None:
         raise ValueError("give run_at or delay, not both")
-    if request.run_at is not None and request.run_at.tzinfo is None:
-        raise ValueError("run_at must be timezone-aware (naive times are ambiguous)")
-    max_attempts = spec.max_attempts if request.max_attempts is None else request.max_attempts
     priority = spec.priority if request.priority is None else request.priority
-    if not isinstance(priority, int) or isinstance(priority, bool):
-        raise ValueError(f"priority must be a whole number, got {priority!r}")
-    if not isinstance(max_attempts, int) or max_attempts < 1:
-        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+    max_attempts = spec.max_attempts if request.max_attempts is None else request.max_attempts
     return _Row(
         name=spec.name,
         payload=payload,
-        document=document,
-        queue=request.queue or spec.queue,
-        priority=priority,
-        run_at=request.run_at,
-        delay=_seconds(request.delay),
-        max_attempts=max_attempts,
-        unique_key=request.unique_key,
-        context=request.context,
+        queue=spec.queue if request.queue is None else options.queue_name(request.queue),
+        priority=options.whole(priority, "priority", *options.INT4),
+        run_at=run_at,
+        delay=options.delay_seconds(request.delay),
+        max_attempts=options.whole(max_attempts, "max_attempts", 1, options.MAX_ATTEMPTS),
+        unique_key=None
+        if request.unique_key is None
+        else options.text(request.unique_key, "unique_key", max_bytes=options.MAX_UNIQUE_KEY_BYTES),
+        context=options.text(request.context, "context", max_chars=options.MAX_CONTEXT_CHARS),
     )
 
 
@@ -129,25 +127,47 @@ def enqueue(
             context,
         )
     )
+    scheduled_for = options.moment(scheduled_for, "scheduled_for")
     params = {
         **row.columns(),
         "job_id": new_job_id(),
-        "cron_name": cron_name,
+        "cron_name": None if cron_name is None else options.text(cron_name, "cron_name"),
         "scheduled_for": scheduled_for,
+        # The zone the occurrence was meant in, so the handler gets it back in it.
+        "scheduled_zone": getattr(scheduled_for and scheduled_for.tzinfo, "key", None),
     }
     # The session's own connection and transaction, through Core: a plain
     # INSERT needs none of the ORM's per-statement machinery.
     conn = session.connection()
-    if unique_key is None and cron_name is None:
-        inserted: uuid.UUID = conn.execute(sql.ENQUEUE, params).scalar_one()
-        return inserted
-    job_id = conn.execute(sql.ENQUEUE_UNIQUE, params).scalar_one_or_none()
-    if job_id is None:
-        job_id = _existing(conn, unique_key, cron_name, scheduled_for)
-    if job_id is None:
-        # The conflicting job finished between the insert and the lookup: insert again.
-        job_id = conn.execute(sql.ENQUEUE_UNIQUE, params).scalar_one()
-    return job_id
+    with _savepoint(conn):
+        if unique_key is None and cron_name is None:
+            inserted: uuid.UUID = conn.execute(sql.ENQUEUE, params).scalar_one()
+            return inserted
+        job_id = conn.execute(sql.ENQUEUE_UNIQUE, params).scalar_one_or_none()
+        if job_id is None:
+            job_id = _existing(conn, unique_key, cron_name, scheduled_for)
+        if job_id is None:
+            # The conflicting job finished between the insert and the lookup: insert again.
+            job_id = conn.execute(sql.ENQUEUE_UNIQUE, params).scalar_one()
+        return job_id
+
+
+@contextmanager
+def _savepoint(conn: Connection) -> Iterator[None]:
+    """Write inside a savepoint: if the database still refuses, the caller's transaction lives.
+
+    Without it a refused insert would abort the whole transaction, and a
+    caller that catches the error and commits would lose its own writes
+    without a word (COMMIT of an aborted transaction is a rollback).
+    """
+    savepoint = conn.begin_nested()
+    try:
+        yield
+    except BaseException:
+        if savepoint.is_active:
+            savepoint.rollback()
+        raise
+    savepoint.commit()
 
 
 def _existing(
@@ -170,35 +190,53 @@ def enqueue_many(session: Session, requests: Iterable[JobRequest]) -> list[uuid.
     Every message is validated before any is written. Messages whose
     `unique_key` matches a live job are skipped (their ids are not returned).
     """
-    rows = [_prepare(request) for request in requests]
+    rows = []
+    for index, request in enumerate(requests):
+        try:
+            rows.append(_prepare(request))
+        except (UnknownJob, ValueError) as exc:
+            name = options.short(getattr(request, "name", None))
+            raise type(exc)(f"job {index} of the batch ({name}): {exc}") from None
     if not rows:
         return []
-    encoded = json.dumps(
-        [
-            {
-                "job_id": str(job_id),
-                "name": row.name,
-                "payload": row.document,
-                "queue": row.queue,
-                "priority": row.priority,
-                "run_at": None if row.run_at is None else row.run_at.isoformat(),
-                "delay": row.delay,
-                "max_attempts": row.max_attempts,
-                "unique_key": row.unique_key,
-                "context": row.context,
-            }
+    # Each payload is JSON text already: splice it in instead of encoding it twice.
+    encoded = (
+        "["
+        + ",".join(
+            json.dumps(
+                {
+                    "job_id": str(job_id),
+                    "name": row.name,
+                    "queue": row.queue,
+                    "priority": row.priority,
+                    "run_at": None if row.run_at is None else row.run_at.isoformat(),
+                    "delay": row.delay,
+                    "max_attempts": row.max_attempts,
+                    "unique_key": row.unique_key,
+                    "context": row.context,
+                }
+            )[:-1]
+            + ', "payload": '
+            + row.payload
+            + "}"
             for job_id, row in zip(new_job_ids(len(rows)), rows, strict=True)
-        ]
+        )
+        + "]"
     )
-    result = session.connection().execute(sql.ENQUEUE_MANY, {"rows": encoded})
-    return list(result.scalars())
+    conn = session.connection()
+    with _savepoint(conn):
+        return list(conn.execute(sql.ENQUEUE_MANY, {"rows": encoded}).scalars())
 
 
 def pause_queue(session: Session, queue: str, paused_by: str = "") -> None:
     """Stop every worker from claiming from `queue` (running jobs finish); does not commit."""
-    session.connection().execute(sql.PAUSE_QUEUE, {"queue": queue, "paused_by": paused_by})
+    params = {
+        "queue": options.queue_name(queue),
+        "paused_by": options.text(paused_by, "paused_by", max_chars=200),
+    }
+    session.connection().execute(sql.PAUSE_QUEUE, params)
 
 
 def resume_queue(session: Session, queue: str) -> None:
     """Let workers claim from `queue` again; they wake when the caller commits."""
-    session.connection().execute(sql.RESUME_QUEUE, {"queue": queue})
+    session.connection().execute(sql.RESUME_QUEUE, {"queue": options.queue_name(queue)})

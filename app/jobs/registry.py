@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
+from app.jobs import options, payloads
 from app.jobs.context import JobContext
 from app.jobs.errors import InvalidPayload, UnknownJob
 from app.jobs.redact import redact
@@ -66,31 +66,37 @@ class JobSpec:
         For payloads read back from the jobs table: they are JSON already, so
         unlike `encode_payload` this does not serialize them again.
         """
-        self._validated(payload, encode=False)
-        return payload  # type: ignore[return-value]  # checked to be a dict
+        return self._validated(payload, None)[0]
 
-    def encode_payload(self, payload: object) -> str:
-        """Check `payload` like `check_payload` and return it as JSON text."""
-        return self._validated(payload, encode=True) or ""
+    def encode_payload(
+        self, payload: object, *, max_depth: int = 100, max_bytes: int = 1 << 20
+    ) -> str:
+        """Check `payload` like `check_payload` and return it as JSON text (see `payloads`)."""
+        return self._validated(payload, (max_depth, max_bytes))[1] or ""
 
-    def _validated(self, payload: object, *, encode: bool) -> str | None:
+    def _validated(
+        self, payload: object, limits: tuple[int, int] | None
+    ) -> tuple[dict[str, Any], str | None]:
         """Raise `InvalidPayload` (never quoting a secret value) unless `payload` fits."""
         try:
-            return self._check(payload, encode)
+            if not isinstance(payload, dict):
+                raise InvalidPayload(
+                    f"payload for job {self.name!r} must be a JSON object, "
+                    f"got {type(payload).__name__}"
+                )
+            encoded = None
+            if limits is not None:
+                max_depth, max_bytes = limits
+                encoded = payloads.encode(
+                    payload, job=self.name, max_depth=max_depth, max_bytes=max_bytes
+                )
+            self._fit(payload)
+            return payload, encoded
         except InvalidPayload as exc:
             raise InvalidPayload(redact(str(exc), payload)) from None
 
-    def _check(self, payload: object, encode: bool) -> str | None:
-        if not isinstance(payload, dict):
-            raise InvalidPayload(
-                f"payload for job {self.name!r} must be a JSON object, got {type(payload).__name__}"
-            )
-        encoded = None
-        if encode:
-            try:
-                encoded = json.dumps(payload, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise InvalidPayload(f"payload for job {self.name!r} is not JSON: {exc}") from None
+    def _fit(self, payload: dict[str, Any]) -> None:
+        """Raise unless the payload's keys and simple types fit the handler's signature."""
         if self.context_param is not None and self.context_param in payload:
             raise InvalidPayload(
                 f"payload for job {self.name!r} may not set {self.context_param!r}: "
@@ -105,7 +111,6 @@ class JobSpec:
             ) from None
         for key, value in bound.arguments.items():
             _check_simple_type(self.name, signature.parameters[key], value)
-        return encoded
 
 
 def _payload_signature(func: Callable[..., Any], context_param: str | None) -> inspect.Signature:
@@ -126,7 +131,7 @@ def _check_simple_type(job: str, param: inspect.Parameter, value: object) -> Non
     if not isinstance(value, expected):
         raise InvalidPayload(
             f"payload for job {job!r}: {param.name!r} must be {name}, "
-            f"got {type(value).__name__} {value!r:.80}"
+            f"got {type(value).__name__} {options.short(value)}"
         )
 
 
@@ -146,10 +151,12 @@ class Registry:
         timeout: float | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler of `name`."""
-        if not name or not isinstance(name, str):
-            raise ValueError("a job name must be a non-empty string")
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        options.job_name(name)
+        options.queue_name(queue)
+        options.whole(priority, "priority", *options.INT4)
+        options.whole(max_attempts, "max_attempts", 1, options.MAX_ATTEMPTS)
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
         def register(func: F) -> F:
             existing = self._specs.get(name)
@@ -168,7 +175,7 @@ class Registry:
         except KeyError:
             known = ", ".join(sorted(self._specs)) or "none"
             raise UnknownJob(
-                f"no handler is registered for job {name!r} (known: {known})"
+                f"no handler is registered for job {options.short(name)} (known: {known})"
             ) from None
 
     def names(self) -> list[str]:

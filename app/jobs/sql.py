@@ -23,11 +23,12 @@ _FINISHED = "('succeeded', 'failed', 'cancelled')"
 # Never commits: the caller's transaction decides whether the job exists.
 _ENQUEUE = """
 INSERT INTO jobs (job_id, name, payload, queue, priority, run_at, max_attempts,
-                  unique_key, context, cron_name, scheduled_for)
+                  unique_key, context, cron_name, scheduled_for, scheduled_zone)
 VALUES (:job_id, :name, CAST(:payload AS jsonb), :queue, :priority,
         coalesce(CAST(:run_at AS timestamptz),
                  now() + make_interval(secs => CAST(:delay AS double precision))),
-        :max_attempts, :unique_key, :context, :cron_name, CAST(:scheduled_for AS timestamptz))
+        :max_attempts, :unique_key, :context, :cron_name, CAST(:scheduled_for AS timestamptz),
+        :scheduled_zone)
 {on_conflict}
 RETURNING job_id
 """
@@ -107,6 +108,36 @@ WHERE {_FENCE}
 RETURNING j.job_id, j.state
 """
 
+#: The cycle's result columns. A saved outcome fills `job_id` and `state`; a
+#: claim fills all of them, in types that cannot fail to convert whatever a
+#: row holds (the worker decodes payload and occurrence itself, row by row:
+#: one unreadable row must fail alone, not strand its whole batch).
+CYCLE_COLUMNS: dict[str, tuple[str, str]] = {
+    # column: (SQL type, what a claim returns)
+    "job_id": ("uuid", "j.job_id"),
+    "state": ("text", "j.state"),
+    "name": ("text", "j.name"),
+    "payload": ("text", "CAST(j.payload AS text)"),
+    "queue": ("text", "j.queue"),
+    "attempts": ("integer", "j.attempts"),
+    "max_attempts": ("integer", "j.max_attempts"),
+    "scheduled_for": ("text", "CAST(extract(epoch FROM j.scheduled_for) AS text)"),
+    "scheduled_zone": ("text", "j.scheduled_zone"),
+}
+
+
+def _result(kind: str, source: str, filled: dict[str, str], tail: str = "") -> str:
+    """One branch of the cycle's UNION: `filled` columns from `source`, NULL for the rest."""
+    columns = [
+        filled.get(name, f"CAST(NULL AS {sql_type})") + f" AS {name}"
+        for name, (sql_type, _) in CYCLE_COLUMNS.items()
+    ]
+    return f"SELECT '{kind}' AS kind, {', '.join(columns)} FROM {source} {tail}"
+
+
+_SAVED = {"job_id": "job_id", "state": "state"}
+_CLAIMED = {name: name for name in CYCLE_COLUMNS}
+
 # One worker cycle in one statement, and so one round trip and one commit:
 # save the outcomes of finished jobs, then claim as many due jobs as there are
 # free slots. All parts see the same snapshot, so a job saved here cannot be
@@ -140,19 +171,15 @@ claimed AS (
         progress_message = NULL
     FROM picked
     WHERE j.job_id = picked.job_id
-    RETURNING j.job_id, j.state, j.name, j.payload, j.queue, j.attempts, j.max_attempts,
-              j.scheduled_for, j.priority, j.run_at
+    RETURNING {", ".join(f"{claim} AS {name}" for name, (_, claim) in CYCLE_COLUMNS.items())},
+              j.priority, j.run_at
 )
-SELECT 'saved' AS kind, job_id, state, NULL AS name, NULL::jsonb AS payload, NULL AS queue,
-       NULL::integer AS attempts, NULL::integer AS max_attempts,
-       NULL::timestamptz AS scheduled_for, NULL::integer AS priority,
-       NULL::timestamptz AS run_at
-FROM done
+{_result("saved", "done", _SAVED)}
 UNION ALL
-SELECT 'saved', job_id, state, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM failed
+{_result("saved", "failed", _SAVED)}
 UNION ALL
 -- RETURNING has no order of its own: start jobs in claim order.
-(SELECT 'claimed', * FROM claimed ORDER BY priority DESC, run_at)
+({_result("claimed", "claimed", _CLAIMED, "ORDER BY priority DESC, run_at")})
 """
 CYCLE_ANY = text(_CYCLE.format(queue_filter=""))
 CYCLE_ONE_QUEUE = text(_CYCLE.format(queue_filter="AND queue = :queue"))
@@ -174,70 +201,134 @@ RETURNING j.job_id
 
 # Shutdown: hand unfinished jobs back at once rather than waiting for rescue.
 # The attempt is refunded: the job did not fail, its worker was told to stop.
+# The job keeps its place in the queue (its run_at).
 RELEASE = text(f"""
 UPDATE jobs AS j
-SET state = 'queued', attempts = j.attempts - 1, run_at = now(),
+SET state = 'queued', attempts = j.attempts - 1,
     locked_by = NULL, locked_at = NULL, heartbeat_at = NULL
 FROM unnest(CAST(:job_ids AS uuid[]), CAST(:attempts AS integer[])) AS d(job_id, attempt)
 WHERE {_FENCE}
 RETURNING j.job_id
 """)
 
-REGISTER_WORKER = text("""
-INSERT INTO workers (worker_id, kind, hostname, pid, queues, concurrency, job_names)
-VALUES (:worker_id, :kind, :hostname, :pid, CAST(:queues AS text[]), :concurrency,
-        CAST(:job_names AS text[]))
-ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()
-RETURNING lock_key
-""")
+# -- process liveness (app.jobs.processes) -----------------------------------
+# The presence statements run on a process's dedicated psycopg connection,
+# hence psycopg's parameter style.
 
-TAKE_LIFE_LOCK = text("SELECT pg_advisory_lock(:namespace, :lock_key)")
-
-HEARTBEAT_WORKER = text("UPDATE workers SET heartbeat_at = now() WHERE worker_id = :worker_id")
-
-UNREGISTER_WORKER = text("DELETE FROM workers WHERE worker_id = :worker_id")
-
-# A process is dead when nobody holds its life lock (its database session
-# ended with it) and its heartbeat is late. Both are needed: the lock alone
-# vanishes while a live worker reconnects its lock connection. Heartbeats
-# count from the server's start at the earliest (see RESCUE).
-_DEAD_WORKERS = """
-SELECT w.worker_id FROM workers w
-WHERE greatest(w.heartbeat_at, pg_postmaster_start_time())
-      < now() - make_interval(secs => :grace)
-  AND NOT EXISTS (
-      SELECT 1 FROM pg_locks l
-      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-        -- pg_locks spans every database of the server
-        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        AND l.classid = CAST(:namespace AS oid) AND l.objid = CAST(w.lock_key AS oid))
+# Register and take the life lock in one statement: whenever the row is
+# visible its lock is held, so no peer can ever see a new process as dead.
+# Every registration gets a fresh lock key: a lingering session of the same
+# process (a connection the network cut, not yet noticed by the server) may
+# still hold the old one.
+PRESENCE_REGISTER = """
+WITH registered AS (
+    INSERT INTO workers (worker_id, kind, hostname, pid, queues, concurrency, job_names)
+    VALUES (%(worker_id)s, %(kind)s, %(hostname)s, %(pid)s, CAST(%(queues)s AS text[]),
+            %(concurrency)s, CAST(%(job_names)s AS text[]))
+    ON CONFLICT (worker_id) DO UPDATE
+    SET lock_key = DEFAULT, heartbeat_at = clock_timestamp(), job_names = excluded.job_names
+    RETURNING lock_key
+)
+SELECT lock_key, pg_advisory_lock(%(namespace)s, lock_key) FROM registered
 """
 
-# Take jobs away from workers that died (life lock gone) or stopped
-# heartbeating (frozen, cut off). Heartbeats count from the server's start at
-# the earliest: after a database restart every heartbeat looks old and every
-# lock is gone, and live workers need a moment to reconnect before they can
-# prove they are alive. Without this, a restart would rescue every live job.
+# clock_timestamp(), not now(): a beat that waited for a lock records when it
+# landed, so time the database made the process wait never counts against it.
+PRESENCE_HEARTBEAT = """
+UPDATE workers SET heartbeat_at = clock_timestamp() WHERE worker_id = %(worker_id)s
+RETURNING lock_key
+"""
+
+# One process in the fleet watches for dead peers often (see RESCUE's suspects);
+# key 0 is never a process's lock key (those start at 1).
+TRY_WATCHER_LOCK = "SELECT pg_try_advisory_lock(%(namespace)s, 0)"
+
+PRESENCE_UNREGISTER = "DELETE FROM workers WHERE worker_id = %(worker_id)s"
+UNREGISTER_WORKER = text("DELETE FROM workers WHERE worker_id = :worker_id")
+
+# Whether a process's life lock is held. pg_locks shows the two-key form
+# pg_advisory_lock(int4, int4) with the keys in classid/objid and objsubid = 2
+# (the one-bigint form has objsubid = 1); it spans every database of the
+# server, hence the database filter.
+_LOCK_HELD = """
+EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = CAST(:namespace AS oid) AND l.objid = CAST(w.lock_key AS oid))
+"""
+
+# Workers whose life lock nobody holds right now, on a server that has been
+# up for longer than `settle` (after a restart every lock is gone until the
+# processes have reconnected). The watcher polls this and names those it saw without
+# a lock for a while as RESCUE's suspects.
+LOCKLESS_WORKERS = text(f"""
+SELECT w.worker_id FROM workers w
+WHERE w.kind = 'worker' AND NOT {_LOCK_HELD}
+  AND pg_postmaster_start_time() < now() - make_interval(secs => :settle)
+""")
+
+# Take running jobs away from processes that are gone, and forget the dead:
+#
+# * dead: nobody holds the life lock (the session ended with the process) and
+#   either the heartbeat is late too (a live process re-registers within the
+#   grace) or the watcher saw the lock missing for a while (a suspect).
+#   Heartbeats count from the server's start at the earliest: after a
+#   database restart every lock is gone and every heartbeat looks old, and
+#   live processes need a moment to reconnect before they can prove it.
+# * frozen: the process's own heartbeat is older than the stale timeout
+#   (SIGSTOP, a hung machine, cut off). Its presence connection is never
+#   blocked by locks on `jobs`, so a worker the database made wait is not
+#   frozen. Frozen processes are not forgotten: they may wake up.
+# * a job whose worker has no row at all (forgotten, or a test's drain) is
+#   judged by the job's own heartbeat.
+# * strays: running jobs the rescuing worker claimed itself but does not
+#   hold (`:held`), claimed longer than the grace ago: the claim committed
+#   but its result never reached the worker (the connection dropped with it
+#   in flight), or the outcome could not be saved.
+#
+# A rescued job keeps its place in the queue (its run_at); on its last
+# attempt it ends `failed` with the reason.
 RESCUE = text(f"""
-WITH dead AS ({_DEAD_WORKERS}),
+WITH dead AS (
+    SELECT w.worker_id FROM workers w
+    WHERE NOT {_LOCK_HELD}
+      AND (greatest(w.heartbeat_at, pg_postmaster_start_time())
+               < now() - make_interval(secs => :grace)
+           OR (w.worker_id = ANY(CAST(:suspects AS text[]))
+               AND pg_postmaster_start_time() < now() - make_interval(secs => :settle)))
+),
+frozen AS (
+    SELECT w.worker_id FROM workers w
+    WHERE greatest(w.heartbeat_at, pg_postmaster_start_time())
+          < now() - make_interval(secs => :stale)
+),
+forgotten AS (
+    DELETE FROM workers WHERE worker_id IN (SELECT worker_id FROM dead)
+),
 lost AS (
     SELECT j.job_id,
            CASE WHEN j.locked_by IN (SELECT worker_id FROM dead)
                 THEN 'its worker ' || j.locked_by || ' died'
+                WHEN j.locked_by = :worker_id
+                THEN 'its worker ' || j.locked_by || ' no longer held the claim'
                 ELSE 'its worker ' || j.locked_by || ' sent no heartbeat for '
                      || CAST(:stale AS text) || ' s (frozen or cut off)'
            END AS reason
     FROM jobs j
     WHERE j.state = 'running'
-      AND (greatest(j.heartbeat_at, pg_postmaster_start_time())
-               < now() - make_interval(secs => :stale)
-           OR j.locked_by IN (SELECT worker_id FROM dead))
+      AND (j.locked_by IN (SELECT worker_id FROM dead)
+           OR (j.locked_by = :worker_id AND NOT j.job_id = ANY(CAST(:held AS uuid[]))
+               AND j.locked_at < now() - make_interval(secs => :grace))
+           OR j.locked_by IN (SELECT worker_id FROM frozen)
+           OR (NOT EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = j.locked_by)
+               AND greatest(j.heartbeat_at, pg_postmaster_start_time())
+                   < now() - make_interval(secs => :stale)))
     FOR UPDATE OF j SKIP LOCKED
 )
 UPDATE jobs AS j
 SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
     finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
-    run_at = now(),
     locked_by = CASE WHEN j.attempts >= j.max_attempts THEN j.locked_by END,
     locked_at = CASE WHEN j.attempts >= j.max_attempts THEN j.locked_at END,
     heartbeat_at = NULL,
@@ -249,11 +340,6 @@ SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' E
 FROM lost
 WHERE j.job_id = lost.job_id
 RETURNING j.job_id, j.name, j.state, j.last_error
-""")
-
-FORGET_DEAD_WORKERS = text(f"""
-DELETE FROM workers WHERE worker_id IN ({_DEAD_WORKERS})
-RETURNING worker_id
 """)
 
 PAUSE_QUEUE = text("""

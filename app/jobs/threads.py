@@ -1,12 +1,18 @@
-"""The job threads: run claimed jobs side by side, interrupt those past their timeout.
+"""The job threads: run claimed jobs side by side, and enforce their timeouts.
 
-A timeout raises `JobTimeout` inside the job's thread. It takes effect at the
-handler's next Python line; a call blocked inside C code returns first.
+A timeout first raises `JobTimeout` inside the job's thread; that takes effect
+at the handler's next Python line. A handler blocked inside C code (a sleep, a
+socket read without a timeout of its own) never reaches one, so after a
+further `grace` the thread is *abandoned*: the attempt fails as timed out, a
+fresh thread takes the slot, and whatever the stuck thread returns later is
+dropped. Abandoned threads cannot be killed; the worker counts those still
+alive and stops once too many linger (`Worker`).
 """
 
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import queue
 import threading
@@ -23,13 +29,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Running:
-    """A job on one of the threads; `lock` guards interrupting it."""
+    """A job on one of the threads; `lock` guards interrupting and abandoning it."""
 
     job: Claimed
+    timeout: float | None
     deadline: float | None
     lock: threading.Lock = field(default_factory=threading.Lock)
-    thread_id: int | None = None
+    thread: threading.Thread | None = None
     interrupted: bool = False
+    abandoned: bool = False
 
 
 def _checkpoint() -> None:
@@ -37,17 +45,25 @@ def _checkpoint() -> None:
 
 
 class JobThreads:
-    """`size` daemon threads; `run` executes a job, `done` receives its outcome."""
+    """`size` slots; `run` executes a job, `done` receives its outcome."""
 
     def __init__(
-        self, size: int, run: Callable[[Claimed], Outcome], done: Callable[[Outcome], None]
+        self,
+        size: int,
+        run: Callable[[Claimed], Outcome],
+        done: Callable[[Outcome], None],
+        *,
+        grace: float = 10.0,
     ) -> None:
         self.size = size
+        self.grace = grace
         self._run, self._done = run, done
         self._tasks: queue.SimpleQueue[Running] = queue.SimpleQueue()
         self._running: dict[tuple[uuid.UUID, int], Running] = {}
-        for n in range(size):
-            threading.Thread(target=self._serve, name=f"pillars-job-{n}", daemon=True).start()
+        self._abandoned: list[Running] = []
+        self._names = itertools.count()
+        for _ in range(size):
+            self._spawn()
 
     @property
     def free(self) -> int:
@@ -60,54 +76,106 @@ class JobThreads:
     def __len__(self) -> int:
         return len(self._running)
 
+    @property
+    def lingering(self) -> int:
+        """Abandoned threads still stuck in their handler."""
+        self._abandoned = [r for r in self._abandoned if r.thread and r.thread.is_alive()]
+        return len(self._abandoned)
+
     def submit(self, job: Claimed, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        running = Running(job, deadline)
+        running = Running(job, timeout, deadline)
         self._running[job.key] = running
         self._tasks.put(running)
 
     def enforce_timeouts(self, longest_wait: float) -> float:
-        """Interrupt overdue jobs; return how long until the next deadline (capped)."""
+        """Interrupt overdue jobs, abandon those that ignored it (their failure goes to `done`).
+
+        Returns how long until the next deadline, capped at `longest_wait`.
+        """
         wait, now = longest_wait, time.monotonic()
         for running in list(self._running.values()):
             if running.deadline is None:
                 continue
-            if running.deadline <= now:
+            if now >= running.deadline + self.grace:
+                self._abandon(running)
+                continue
+            if now >= running.deadline:
                 self._interrupt(running)
+                wait = min(wait, running.deadline + self.grace - now)
             else:
                 wait = min(wait, running.deadline - now)
-        return wait
+        return max(0.0, wait)
+
+    def _spawn(self) -> None:
+        name = f"pillars-job-{next(self._names)}"
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
 
     def _serve(self) -> None:
         while True:
             running = self._tasks.get()
             outcome = self._run_one(running)
-            self._running.pop(running.job.key, None)
-            self._done(outcome)
+            with running.lock:
+                if running.abandoned:
+                    log.warning(
+                        "job %s %s: abandoned handler returned after all; outcome dropped",
+                        running.job.job_id,
+                        running.job.name,
+                    )
+                    return  # a fresh thread has taken this one's slot
+                # The outcome is handed over before the job leaves `_running`,
+                # so the job is always listed somewhere as held (see Worker._held).
+                self._done(outcome)
+                self._running.pop(running.job.key, None)
 
     def _run_one(self, running: Running) -> Outcome:
         outcome: Outcome | None = None
         try:
             try:
                 with running.lock:
-                    running.thread_id = threading.get_ident()
+                    running.thread = threading.current_thread()
                 outcome = self._run(running.job)
             finally:
                 with running.lock:
-                    running.thread_id = None
+                    running.interrupted = True  # no interrupt may land after this point
             _checkpoint()
         except JobTimeout:  # the interrupt fired just after the handler returned
             pass
-        return outcome if outcome is not None else failure(running.job, "timed out")
+        except BaseException as error:  # noqa: BLE001 (a slot must never be lost)
+            log.exception("job %s %s: the job thread failed", running.job.job_id, running.job.name)
+            outcome = failure(running.job, f"the job thread failed: {type(error).__name__}")
+        if outcome is None:
+            outcome = failure(running.job, f"timed out after {running.timeout} s")
+        return outcome
 
     def _interrupt(self, running: Running) -> None:
         with running.lock:
-            if running.thread_id is None or running.interrupted:
+            if running.thread is None or running.interrupted:
                 return
             running.interrupted = True
+            ident = running.thread.ident
+            if ident is None:
+                return
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(running.thread_id), ctypes.py_object(JobTimeout)
+                ctypes.c_ulong(ident), ctypes.py_object(JobTimeout)
             )
         log.warning(
             "job %s %s: timeout reached, interrupting", running.job.job_id, running.job.name
         )
+
+    def _abandon(self, running: Running) -> None:
+        """Fail a handler that ignored its interrupt and give its slot to a fresh thread."""
+        message = (
+            f"timed out after {running.timeout} s; the handler ignored the interrupt for "
+            f"{self.grace} s more (blocked in C code, e.g. a sleep or a read without a "
+            "timeout), so its thread was abandoned"
+        )
+        with running.lock:
+            if running.abandoned or self._running.get(running.job.key) is not running:
+                return
+            running.abandoned = True
+            self._done(failure(running.job, message))
+            self._running.pop(running.job.key, None)
+        self._abandoned.append(running)
+        self._spawn()
+        log.error("job %s %s: %s", running.job.job_id, running.job.name, message)

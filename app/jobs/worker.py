@@ -1,10 +1,11 @@
 """The worker process: claim due jobs, run them on threads, record what happened.
 
-The loop reads top to bottom in `run`: register, listen, then repeat one
-*cycle* (save the outcomes of finished jobs and claim as many new jobs as
-there are free threads, in one statement) until told to stop. Helpers on
-their own threads: the listener (NOTIFY wake-ups, life lock), the heartbeat
-(proof of life, rescue of other workers' lost jobs) and the job threads.
+The loop reads top to bottom in `run`: take up a presence (register, life
+lock, LISTEN), then repeat one *cycle* (save the outcomes of finished jobs
+and claim as many new jobs as there are free threads, in one statement)
+until told to stop, drain, and only then give the presence up. Helpers on
+their own threads: the presence (`app.jobs.processes`), the heartbeat (held
+jobs, rescue of other workers' lost jobs) and the job threads.
 
 Delivery is at least once: a job whose worker dies, freezes or loses the
 database runs again, and so can a job that finished in the instant before a
@@ -15,10 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import secrets
 import signal
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -27,10 +25,11 @@ from types import FrameType
 from sqlalchemy import Connection, Engine, exc
 
 from app.config import Settings
+from app.db import describe, is_connection_fault
 from app.jobs import claims
-from app.jobs.execution import Claimed, Outcome, execute
-from app.jobs.heartbeat import Heartbeat, describe
-from app.jobs.listener import Listener
+from app.jobs.execution import Claimed, Outcome, execute, failure
+from app.jobs.heartbeat import Heartbeat
+from app.jobs.processes import Identity, Presence, conninfo, new_process_id
 from app.jobs.registry import registry
 from app.jobs.threads import JobThreads
 
@@ -38,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: How long a finished job's outcome may wait for others to share its commit.
 LINGER = 0.002
+#: Exit code of a worker that stopped because abandoned job threads piled up.
+EXIT_TIRED = 3
 
 
 class Worker:
@@ -55,27 +56,39 @@ class Worker:
         self.settings = settings
         self.queues = list(queues) if queues else None
         self.concurrency = concurrency or settings.worker_concurrency
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.lock_key = 0
+        self.id = new_process_id()
         self.stopping = threading.Event()
+        #: Set once every held job is saved or released: the helpers may go.
+        self.finished = threading.Event()
         self._wake = threading.Event()
-        self._finished: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
-        self._unsaved: list[Outcome] = []
+        #: Finished attempts, oldest first, until a cycle has saved them.
+        self._outcomes: list[Outcome] = []
+        self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._signals = 0
-        self._threads = JobThreads(self.concurrency, self._execute, self._done)
+        self._exit_code = 0
+        self._threads = JobThreads(
+            self.concurrency, self._execute, self._done, grace=settings.worker_timeout_grace
+        )
+        self.presence = Presence(
+            conninfo(engine),
+            Identity(self.id, "worker", self.queues, self.concurrency, registry.names()),
+            interval=settings.heartbeat_interval,
+            on_notify=self._wake.set,
+            queues=self.queues,
+            watch=True,
+        )
 
     def run(self) -> int:
         """Work until SIGTERM/SIGINT (or `stop()`), then drain and return the exit code."""
-        self._register()
-        Listener(
-            self._conninfo(),
-            lock_key=lambda: self.lock_key,
-            queues=self.queues,
-            on_notify=self._wake.set,
-            stopping=self.stopping,
+        self.presence.start()
+        # Give claims an owner peers can see; a database that is away is
+        # waited out by the loop itself, so don't wait for long.
+        if not self.presence.alive.wait(5.0):
+            log.warning("worker %s: presence not up yet; working while it connects", self.id)
+        Heartbeat(
+            self.engine, self.settings, self.id, self._held, self.presence, self.finished
         ).start()
-        Heartbeat(self.engine, self.settings, self.id, self._held, self.stopping).start()
         log.info(
             "worker %s started: queues=%s concurrency=%d jobs=%s",
             self.id,
@@ -94,18 +107,32 @@ class Worker:
         self._wake.set()
 
     def _cycle(self, *, claim: bool) -> None:
-        """Save finished outcomes and claim into free threads, in one statement."""
-        while not self._finished.empty():
-            self._unsaved.append(self._finished.get_nowait())
-        free = self._threads.free if claim else 0
-        if not self._unsaved and free <= 0:
+        """Save finished outcomes and claim into free threads, in one statement.
+
+        Nothing that happens here may end the process: a database fault is
+        waited out, anything else is logged with its traceback and retried.
+        Outcomes stay listed until a cycle has saved them.
+        """
+        with self._lock:
+            outcomes = list(self._outcomes)
+        free = self._threads.free if claim and not self._tired() else 0
+        if not outcomes and free <= 0:
             return
         try:
-            saved, claimed = claims.cycle(
-                self._connection(), self.id, self._unsaved, self.queues, free
-            )
+            saved, claimed = claims.cycle(self._connection(), self.id, outcomes, self.queues, free)
         except exc.SQLAlchemyError as error:
-            log.warning("database unavailable (%s); retrying", describe(error))
+            self._drop_connection()
+            if outcomes and not is_connection_fault(error):
+                log.error(
+                    "worker %s: cycle refused (%s); saving outcomes apart", self.id, describe(error)
+                )
+                self._save_apart(outcomes)
+            else:
+                log.warning("database unavailable (%s); retrying", describe(error))
+            self.stopping.wait(1.0)
+            return
+        except Exception:
+            log.exception("worker %s: cycle failed; retrying", self.id)
             self._drop_connection()
             self.stopping.wait(1.0)
             return
@@ -116,23 +143,71 @@ class Worker:
                 lost.job.job_id,
                 lost.job.name,
             )
-        self._unsaved = []
+        with self._lock:
+            del self._outcomes[: len(outcomes)]
         for job in claimed:
             spec = registry.get(job.name) if job.name in registry else None
             self._threads.submit(job, spec.timeout if spec else None)
 
+    def _save_apart(self, outcomes: list[Outcome]) -> None:
+        """Save outcomes one by one, so one the database refuses cannot hold up the rest.
+
+        An outcome refused on its own is replaced by a bare failure; if even
+        that is refused it is dropped, and the job goes back to the queue
+        as a stray (`Heartbeat`).
+        """
+        for outcome in outcomes:
+            bare = failure(outcome.job, "the outcome of this attempt could not be saved")
+            for attempt in (outcome, bare):
+                try:
+                    with self.engine.begin() as conn:
+                        claims.save_outcomes(conn, self.id, [attempt])
+                    break
+                except exc.SQLAlchemyError as error:
+                    if is_connection_fault(error):
+                        return  # the database is away: the next cycle tries them all again
+                    log.error(
+                        "job %s %s: outcome refused by the database: %s",
+                        outcome.job.job_id,
+                        outcome.job.name,
+                        describe(error),
+                    )
+            with self._lock:
+                self._outcomes.remove(outcome)
+
     def _wait(self) -> None:
         """Sleep until a job finishes, a NOTIFY arrives, a timeout or a poll is due."""
         timeout = self._threads.enforce_timeouts(self.settings.poll_interval)
-        if self._finished.empty():
+        if not self._outcomes:
             self._wake.wait(timeout)
         self._wake.clear()
-        if len(self._threads) and not self._finished.empty():
+        if len(self._threads) and self._outcomes:
             # Others are about to finish too: save them all in one commit.
             time.sleep(LINGER)
 
+    def _tired(self) -> bool:
+        """Too many abandoned threads linger: stop claiming and exit to be restarted."""
+        lingering = self._threads.lingering
+        if lingering < self.settings.worker_max_abandoned:
+            return False
+        if not self.stopping.is_set():
+            log.error(
+                "worker %s: %d job thread(s) stuck past their timeout; stopping so a fresh "
+                "process can take over (exit code %d)",
+                self.id,
+                lingering,
+                EXIT_TIRED,
+            )
+            self._exit_code = EXIT_TIRED
+            self.stop()
+        return True
+
     def _shut_down(self) -> int:
-        """Let running jobs finish within the grace period, then release the rest."""
+        """Let running jobs finish within the grace period, release the rest, then go.
+
+        The presence (and with it the life lock) is given up last: until then
+        peers know the jobs still draining here are in good hands.
+        """
         deadline = time.monotonic() + self.settings.shutdown_grace
         log.info(
             "worker %s stopping: %d job(s) running, grace %.0fs",
@@ -142,22 +217,30 @@ class Worker:
         )
         while len(self._threads) and time.monotonic() < deadline:
             self._cycle(claim=False)
+            self._threads.enforce_timeouts(0.2)
             self._wake.wait(min(0.2, max(0.0, deadline - time.monotonic())))
             self._wake.clear()
         self._cycle(claim=False)
         self._drop_connection()
         leftover = self._threads.jobs()
+        code = self._exit_code
         try:
             with self.engine.begin() as conn:
                 released = claims.release(conn, self.id, leftover) if leftover else []
                 claims.unregister(conn, self.id)
-        except exc.SQLAlchemyError:
-            log.exception("could not release %d job(s); they will be rescued", len(leftover))
-            return 1
+        except exc.SQLAlchemyError as error:
+            log.error(
+                "could not release %d job(s) (%s); they will be rescued",
+                len(leftover),
+                describe(error),
+            )
+            released, code = [], 1
+        self.finished.set()
+        self.presence.close()
         for job_id in released:
             log.warning("job %s released back to the queue at shutdown", job_id)
         log.info("worker %s stopped", self.id)
-        return 0
+        return code
 
     # -- what the threads call ------------------------------------------------
 
@@ -165,7 +248,8 @@ class Worker:
         return execute(job, lambda fraction, message: self._progress(job, fraction, message))
 
     def _done(self, outcome: Outcome) -> None:
-        self._finished.put(outcome)
+        with self._lock:
+            self._outcomes.append(outcome)
         self._wake.set()
 
     def _progress(self, job: Claimed, fraction: float | None, message: str | None) -> None:
@@ -173,22 +257,16 @@ class Worker:
             claims.set_progress(conn, self.id, job, fraction, message)
 
     def _held(self) -> list[Claimed]:
-        """Jobs whose claim is ours: running, or finished with the outcome not yet saved."""
-        return self._threads.jobs() + [o.job for o in list(self._unsaved)]
+        """Jobs whose claim is ours: running, or finished with the outcome not yet saved.
+
+        Read in this order, against the job threads' order of handing an
+        outcome over before letting go of the job, so no job is ever missed.
+        """
+        running = self._threads.jobs()
+        with self._lock:
+            return running + [o.job for o in self._outcomes]
 
     # -- plumbing -------------------------------------------------------------
-
-    def _register(self) -> None:
-        with self.engine.begin() as conn:
-            self.lock_key = claims.register(
-                conn,
-                self.id,
-                kind="worker",
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                queues=self.queues,
-                concurrency=self.concurrency,
-            )
 
     def _connection(self) -> Connection:
         """The loop's own connection: no pool checkout (and ping) per cycle.
@@ -210,10 +288,6 @@ class Worker:
             except exc.SQLAlchemyError:
                 pass
         self._conn = None
-
-    def _conninfo(self) -> str:
-        url = self.engine.url.set(drivername="postgresql")
-        return url.render_as_string(hide_password=False)
 
     def install_signal_handlers(self) -> None:
         """First SIGTERM/SIGINT: graceful stop. Second: exit at once."""

@@ -152,8 +152,9 @@ def enqueue_job(
     """Enqueue job NAME and print the new job's id."""
     try:
         document = json.loads(payload)
-    except json.JSONDecodeError as error:
-        raise click.BadParameter(f"not JSON: {error}", param_hint="--payload") from None
+    except (ValueError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else error
+        raise click.BadParameter(f"not JSON: {reason}", param_hint="--payload") from None
     session = get_session()
     try:
         job_id = enqueue(
@@ -176,7 +177,10 @@ def enqueue_job(
 def pause(queue: str) -> None:
     """Stop every worker from claiming from QUEUE (running jobs finish)."""
     session = get_session()
-    pause_queue(session, queue, paused_by="flask jobs pause")
+    try:
+        pause_queue(session, queue, paused_by="flask jobs pause")
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="QUEUE") from None
     session.commit()
     click.echo(f"paused {queue}")
 
@@ -186,7 +190,10 @@ def pause(queue: str) -> None:
 def resume(queue: str) -> None:
     """Let workers claim from QUEUE again."""
     session = get_session()
-    resume_queue(session, queue)
+    try:
+        resume_queue(session, queue)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="QUEUE") from None
     session.commit()
     click.echo(f"resumed {queue}")
 

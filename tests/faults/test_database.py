@@ -129,9 +129,14 @@ def test_killed_connections_are_replaced(
     fleet = Fleet(fault_env, 2, tmp_path, "--concurrency", "4")
     kills = 0
     try:
-        wait_for(lambda: len(backends(fault_db, "pillars-listener")) == 2, what="listeners")
+        wait_for(lambda: len(backends(fault_db, "pillars-worker-presence")) == 2, what="listeners")
         enqueue_work(fault_db, total, ledger)
-        for application in ("pillars-listener", "pillars", "pillars-listener", "pillars"):
+        for application in (
+            "pillars-worker-presence",
+            "pillars",
+            "pillars-worker-presence",
+            "pillars",
+        ):
             wait_for(lambda: finished(fault_db) > 0, what="progress")
             for pid in backends(fault_db, application):
                 with fault_db.engine.connect() as conn:
@@ -139,7 +144,9 @@ def test_killed_connections_are_replaced(
                 kills += 1
             time.sleep(0.5)
         wait_for(lambda: settled(fault_db.engine, total), timeout=120, what="every job")
-        wait_for(lambda: len(backends(fault_db, "pillars-listener")) == 2, what="listeners back")
+        wait_for(
+            lambda: len(backends(fault_db, "pillars-worker-presence")) == 2, what="listeners back"
+        )
         survivors = fleet.restarts
     finally:
         fleet.close()
