@@ -209,3 +209,13 @@ def test_rows_inserted_by_hand_get_time_ordered_ids_too(session: Session) -> Non
     raw = session.execute(text("INSERT INTO jobs (name) VALUES ('test.noop') RETURNING job_id"))
     by_hand = raw.scalar_one()
     assert by_hand.version == 7 and by_hand > first
+
+
+def test_ids_made_in_one_process_sort_in_the_order_they_were_made() -> None:
+    from app.jobs.ids import new_job_id, new_job_ids
+
+    singles = [new_job_id() for _ in range(5_000)]  # many per millisecond
+    bulk = new_job_ids(10_000)
+    after = new_job_id()
+    made = [*singles, *bulk, after]
+    assert made == sorted(made) and len(set(made)) == len(made)
