@@ -33,8 +33,8 @@ from app.jobs.processes import Presence
 
 log = logging.getLogger(__name__)
 
-WATCH_EVERY = 0.5
-SUSPECT_AFTER = 1.0
+WATCH_EVERY = 0.25
+SUSPECT_AFTER = 1.25
 
 
 class Heartbeat(threading.Thread):
@@ -57,6 +57,7 @@ class Heartbeat(threading.Thread):
         self.engine, self.settings, self.worker_id = engine, settings, worker_id
         self._held, self._presence, self._finished = held, presence, finished
         self._lockless_since: dict[str, float] = {}
+        self._generation = 0
 
     @property
     def grace(self) -> float:
@@ -77,8 +78,10 @@ class Heartbeat(threading.Thread):
                 elif watching and (suspects := self._suspects()):
                     self.rescue(suspects)
             except exc.SQLAlchemyError as error:
+                self._lockless_since.clear()
                 log.warning("heartbeat failed (%s)", describe(error))
             except Exception:
+                self._lockless_since.clear()
                 log.exception("heartbeat failed")
 
     def beat(self) -> None:
@@ -110,6 +113,11 @@ class Heartbeat(threading.Thread):
 
     def _suspects(self) -> list[str]:
         """Peers seen without their life lock for at least `SUSPECT_AFTER` seconds."""
+        presence = self._presence
+        if not presence.alive.is_set() or presence.generation != self._generation:
+            self._generation = presence.generation
+            self._lockless_since.clear()
+            return []
         with self.engine.connect() as conn:
             lockless = claims.lockless_workers(conn)
         now = time.monotonic()

@@ -124,7 +124,10 @@ class Presence(threading.Thread):
         self._watch = watch
         self._closing = threading.Event()
         self._closed = threading.Event()
-        self._backoff = Backoff()
+        # A presence away for long looks dead to peers: try again often.
+        self._backoff = Backoff(first=0.2, cap=1.0)
+        #: Counts registrations: a new number means the presence was away meanwhile.
+        self.generation = 0
         #: Set while the row is registered and the life lock held.
         self.alive = threading.Event()
         #: Set while this process holds the fleet's watcher lock.
@@ -170,6 +173,7 @@ class Presence(threading.Thread):
             lock_key = register(conn, self.identity)
             if self._on_notify is not None:
                 conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self.generation += 1
             self.alive.set()
             self._backoff.reset()
             log.info(
