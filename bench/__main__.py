@@ -226,12 +226,14 @@ def main() -> int:
             for part in args.parts:
                 if part in PARTS:
                     r.figures |= PARTS[part](r)
+            if not r.figures:
+                break  # only the profile was asked for
             results.append(r.figures)
             print(f"\nround {number} of {args.rounds} (load average {_load()})")
             print(render(table, r.figures))
             print(render_cost(r.figures))
             print("\n".join(r.notes), flush=True)
-        if args.rounds > 1:
+        if len(results) > 1:
             middle, ratios = medians(table, results)
             print(f"\nmedians over {args.rounds} rounds (load average {_load()})")
             print(render(table, middle, ratios))

@@ -25,8 +25,8 @@ from bench import pillars
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".pillars" / "bench"
 
-#: A frame of py-spy's raw format, "function (file:line)": the line number is dropped.
-_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]*)(?::\d+)?\)$")
+#: A frame of py-spy's raw format, "function (file:line)".
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]*)(?P<line>:\d+)?\)$")
 
 
 def _spy(out: Path) -> pillars.Observer:
@@ -39,7 +39,6 @@ def _spy(out: Path) -> pillars.Observer:
                 "--pid",
                 str(pids[0]),
                 "--idle",
-                "--nonblocking",
                 "--rate",
                 "250",
                 "--format",
@@ -62,12 +61,14 @@ def _spy(out: Path) -> pillars.Observer:
     return observe
 
 
-def _name(frame: str) -> str:
+def _name(frame: str, line: bool = False) -> str:
+    """`function (file)`, the file relative to the project or site-packages; `line` keeps
+    the line number (where in a function the thread sat)."""
     match = _FRAME.match(frame.strip())
     if not match:
         return frame.strip()
     file = match["file"].split("site-packages/")[-1].split(str(ROOT) + "/")[-1]
-    return f"{match['func']} ({file})"
+    return f"{match['func']} ({file}{(match['line'] or '') if line else ''})"
 
 
 def summarize(samples: Path, top: int = 14) -> str:
@@ -77,14 +78,15 @@ def summarize(samples: Path, top: int = 14) -> str:
     total = 0
     for line in samples.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = [_name(f) for f in stack.split(";")]
-        if not any(f.startswith("run (app/jobs/worker.py") for f in frames):
+        raw_frames = stack.split(";")
+        frames = [_name(f) for f in raw_frames]
+        if not any(f.startswith("Worker.run (app/jobs/worker.py") for f in frames):
             continue
         weight = int(count)
         total += weight
         for name in set(frames):
             inclusive[name] += weight
-        innermost[frames[-1]] += weight
+        innermost[_name(raw_frames[-1], line=True)] += weight
     if not total:
         return "no samples of the worker loop"
     lines = [f"worker loop thread: {total} samples at 250/s"]
