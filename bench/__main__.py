@@ -230,20 +230,21 @@ def main() -> int:
                 break  # only the profile was asked for
             results.append(r.figures)
             print(f"\nround {number} of {args.rounds} (load average {_load()})")
-            print(render(table, r.figures))
-            print(render_cost(r.figures))
-            print("\n".join(r.notes), flush=True)
+            _print(render(table, r.figures), render_cost(r.figures), *r.notes)
         if len(results) > 1:
             middle, ratios = medians(table, results)
             print(f"\nmedians over {args.rounds} rounds (load average {_load()})")
-            print(render(table, middle, ratios))
-            print(render_cost(middle), flush=True)
+            _print(render(table, middle, ratios), render_cost(middle))
         if "profile" in args.parts:
             from bench.profile import profile
 
             print("\n" + profile(r.pillars, sizes.drain), flush=True)
         r.pillars.engine.dispose()
     return 0
+
+
+def _print(*blocks: str) -> None:
+    print("\n".join(block for block in blocks if block), flush=True)
 
 
 def _defaults() -> Settings:

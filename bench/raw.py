@@ -85,28 +85,14 @@ def _rate(n: int, started: float) -> float:
     return n / (time.perf_counter() - started)
 
 
-def enqueue_single(dsn: str, n: int, *, savepoint: bool = False) -> float:
-    """BEGIN; [SAVEPOINT;] INSERT; [RELEASE;] COMMIT per job on one connection; jobs/s."""
+def enqueue_single(dsn: str, n: int) -> float:
+    """BEGIN; INSERT; COMMIT per job on one connection (psycopg sends the BEGIN); jobs/s."""
     setup(dsn)
     with psycopg.connect(dsn) as conn:
         started = time.perf_counter()
         for i in range(n):
-            if savepoint:
-                conn.execute("SAVEPOINT enqueue")  # psycopg sends BEGIN first
             conn.execute(INSERT, ("noop", Jsonb({"n": i}), 0))
-            if savepoint:
-                conn.execute("RELEASE SAVEPOINT enqueue")
             conn.commit()
-        return _rate(n, started)
-
-
-def enqueue_autocommit(dsn: str, n: int) -> float:
-    """One INSERT per job in autocommit: the one-round-trip floor; jobs/s."""
-    setup(dsn)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        started = time.perf_counter()
-        for i in range(n):
-            conn.execute(INSERT, ("noop", Jsonb({"n": i}), 0))
         return _rate(n, started)
 
 

@@ -115,7 +115,7 @@ def render(table: Sequence[Row], figures: Figures, ratios: dict[str, float] | No
             f"{_figure(figures.get(row.pgq or ''))} {_figure(figures.get(row.pillars))} "
             f"{_ratio(to_raw)} {_ratio(to_pgq)}"
         )
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 1 else ""
 
 
 def medians(table: Sequence[Row], rounds: Sequence[Figures]) -> tuple[Figures, dict[str, float]]:
