@@ -4,7 +4,7 @@
     python3 dev.py up      # web + worker + cron from Procfile.dev
     python3 dev.py test    # the test suite (extra arguments go to pytest)
     python3 dev.py check   # ruff, mypy and the migration drift check
-    python3 dev.py bench   # the queue benchmark
+    python3 dev.py bench [--rounds N] [--quick] [--only PARTS]  # docs/benchmarks.md
     python3 dev.py faults [--long]  # the fault-injection suite (short by default)
 
 Creates `.venv` and installs the project into it on first use (again when
@@ -181,6 +181,7 @@ def faults(args: list[str]) -> int:
 
 
 def bench(args: list[str]) -> int:
+    """Run the queue benchmark (`bench/__main__.py`); arguments go to it."""
     return subprocess.run(
         [str(BIN / "python"), "-m", "bench", *args], cwd=ROOT, env=tool_env()
     ).returncode

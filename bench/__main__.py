@@ -1,147 +1,259 @@
-"""Queue benchmark: `python3 dev.py bench [--rounds N] [--quick]`.
+"""Queue benchmark: `python3 dev.py bench [--rounds N] [--quick] [--only PARTS]`.
 
-Every figure is printed beside a raw psycopg baseline (`bench/raw.py`)
-measured in the same run on the same server, because absolute numbers on a
-shared machine drift from minute to minute while ratios hold. With several
-rounds, the median of each figure is reported.
+Three systems on the same no-op jobs, in one process, against one server,
+per round: hand-written psycopg loops (`bench/raw.py`, the ceiling),
+pgqueuer (`bench/pgq.py`, the best Python peer) and Pillars
+(`bench/pillars.py`, real `worker.py` processes). Absolute numbers on a
+shared machine drift from minute to minute while ratios measured side by
+side hold, so every round prints each figure with Pillars' ratios to the
+others, and the summary gives the medians over the rounds.
+
+A part is a function from the round's context to figures; a new
+benchmark (say, of limited claims) is one more entry in `PARTS`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
-from alembic import command
-from alembic.config import Config
-
-from app.config import Settings, normalize_database_url
-from app.db import make_engine
-from app.jobs import load_job_modules
-from bench import pillars, raw
-
-ROOT = Path(__file__).resolve().parent.parent
+from app.config import Settings
+from bench import cost, pgq, pillars, raw, server
+from bench.measure import Pickup
+from bench.table import Figures, medians, render, render_cost, rows
 
 
-def databases(base_url: str | None, tmp: Path) -> tuple[str, str, Any]:
-    """Return (raw dsn, pillars URL, server handle) for two fresh databases."""
-    import psycopg
+@dataclass(frozen=True)
+class Sizes:
+    single: int = 3_000
+    bulk: int = 100_000
+    drain: int = 50_000
+    churn: int = 200_000
+    probe_rate: float = 100.0
+    probe_seconds: float = 10.0
 
-    server = None
-    if base_url is None:
-        from dev import embedded_server
-
-        server = embedded_server(tmp / "pg", cleanup="delete")
-        base_url = server.get_uri()
-    admin = base_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in ("bench_raw", "bench_pillars"):
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {name}")
-    from sqlalchemy.engine import make_url
-
-    def at(name: str) -> str:
-        return make_url(admin).set(database=name).render_as_string(hide_password=False)
-
-    return at("bench_raw"), normalize_database_url(at("bench_pillars")), server
+    def scaled(self, factor: float) -> Sizes:
+        return Sizes(
+            max(50, int(self.single * factor)),
+            max(1_000, int(self.bulk * factor)),
+            max(500, int(self.drain * factor)),
+            max(1_000, int(self.churn * factor)),
+            self.probe_rate,
+            max(1.0, self.probe_seconds * factor),
+        )
 
 
-def main() -> int:
+@dataclass
+class Round:
+    """What every part of a round works with, and what it has found so far."""
+
+    raw: str
+    pgq: pgq.Target
+    pillars: pillars.Target
+    sizes: Sizes
+    figures: Figures
+    notes: list[str]
+
+
+def enqueue(r: Round) -> Figures:
+    n, bulk = r.sizes.single, r.sizes.bulk
+    return {
+        "enqueue.raw": raw.enqueue_single(r.raw, n),
+        "enqueue.pgq": pgq.enqueue_single(r.pgq, n),
+        "enqueue.pillars": pillars.enqueue_single(r.pillars, n),
+        "many.raw": raw.enqueue_executemany(r.raw, bulk),
+        "many.copy": raw.enqueue_copy(r.raw, bulk),
+        "many.pgq": pgq.enqueue_batches(r.pgq, bulk),
+        "many.pillars": pillars.enqueue_batches(r.pillars, bulk),
+    }
+
+
+def enqueue_cost(r: Round) -> Figures:
+    return cost.measure(r.raw, r.pillars, r.sizes.single)
+
+
+def drain(r: Round) -> Figures:
+    n = r.sizes.drain
+    default = pillars.Setup()
+    best = pillars.Setup(processes=2, concurrency=50)
+    other = not _defaults().worker_synchronous_commit
+    return {
+        "drain.default.raw1": raw.drain(r.raw, n, 1, batch=1).rate,
+        "drain.default.raw50": raw.drain(r.raw, n, 1, batch=50).rate,
+        "drain.default.pgq": pgq.drain(r.pgq, n, pgq.DEFAULTS).rate,
+        "drain.default.pillars": pillars.drain(r.pillars, n, default).rate,
+        "drain.default.pillars.other": pillars.drain(
+            r.pillars, n, pillars.Setup(synchronous_commit=other)
+        ).rate,
+        "drain.best.raw": raw.drain(r.raw, n, 2, batch=50).rate,
+        "drain.best.pgq": pgq.drain(r.pgq, n, pgq.BEST).rate,
+        "drain.best.pillars": pillars.drain(r.pillars, n, best).rate,
+        "drain.best.pillars.other": pillars.drain(
+            r.pillars, n, pillars.Setup(processes=2, concurrency=50, synchronous_commit=other)
+        ).rate,
+    }
+
+
+#: Drain rates to size the busy-pickup backlog by when this round measured none.
+_GUESS = {"raw": 20_000.0, "pgq": 5_000.0, "pillars": 5_000.0}
+_DRAINED_BY = {
+    "raw": "drain.default.raw50",
+    "pgq": "drain.default.pgq",
+    "pillars": "drain.default.pillars",
+}
+
+
+def latency(r: Round) -> Figures:
+    """Pickup at `probe_rate` through each system's default consumer, idle and draining.
+
+    The backlog is sized from the system's own default drain rate this round,
+    to outlast the probes by half again; a figure whose backlog ran out
+    anyway is noted.
+    """
+    rate, seconds = r.sizes.probe_rate, r.sizes.probe_seconds
+    measure: dict[str, Callable[[int], tuple[Pickup, bool]]] = {
+        "raw": lambda backlog: raw.pickup(r.raw, rate, seconds, backlog),
+        "pgq": lambda backlog: pgq.pickup(r.pgq, rate, seconds, backlog),
+        "pillars": lambda backlog: pillars.pickup(r.pillars, rate, seconds, backlog),
+    }
+    figures: Figures = {}
+    for system, run in measure.items():
+        idle, _ = run(0)
+        drain_rate = r.figures.get(_DRAINED_BY[system], _GUESS[system])
+        backlog = max(1_000, int(drain_rate * (seconds + 3) * 1.5))
+        busy, lasted = run(backlog)
+        if not lasted:
+            r.notes.append(f"{system}: the {backlog:,}-job backlog ran out before the last probe")
+        figures |= {
+            f"pickup.idle.p50.{system}": idle.p50,
+            f"pickup.idle.p99.{system}": idle.p99,
+            f"pickup.busy.p50.{system}": busy.p50,
+            f"pickup.busy.p99.{system}": busy.p99,
+        }
+    return figures
+
+
+def churn(r: Round) -> Figures:
+    """Flatness (last tenth's rate over the first's) of a big backlog at the best settings."""
+    n = r.sizes.churn
+    drains = {
+        "raw": raw.drain(r.raw, n, 2, batch=50),
+        "pgq": pgq.drain(r.pgq, n, pgq.BEST),
+        "pillars": pillars.drain(r.pillars, n, pillars.Setup(processes=2, concurrency=50)),
+    }
+    for system, result in drains.items():
+        r.notes.append(
+            f"churn {system}: {n:,} jobs at {result.rate:,.0f}/s; first 10 % at "
+            f"{result.first_rate:,.0f}/s, last 10 % at {result.last_rate:,.0f}/s"
+        )
+    return {f"churn.{system}": result.flatness for system, result in drains.items()}
+
+
+PARTS: dict[str, Callable[[Round], Figures]] = {
+    "enqueue": enqueue,
+    "cost": enqueue_cost,
+    "drain": drain,
+    "latency": latency,
+    "churn": churn,
+}
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Pillars queue benchmark")
-    parser.add_argument("--rounds", type=int, default=1, help="repeat and report medians")
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat; report medians")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the sizes")
+    parser.add_argument("--scale", type=float, default=None, help="sizes times this (smoke runs)")
     parser.add_argument(
         "--only",
-        default="enqueue,drain,latency",
-        help="comma-separated parts to run: enqueue, drain, latency",
+        default=",".join(PARTS),
+        help=f"comma-separated parts: {', '.join(PARTS)}, profile (not run by default)",
     )
     parser.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL"),
-        help="server to use (default: an embedded one); two databases are made",
+        help="a server to use (default: a private embedded one); databases "
+        "bench_<pid>_<system> are created there and dropped at the end",
     )
     args = parser.parse_args()
-    scale = 0.1 if args.quick else 1.0
-    with tempfile.TemporaryDirectory(prefix="pillars-bench-") as tmp:
-        raw_dsn, url, server = databases(args.database_url, Path(tmp))
-        os.environ["DATABASE_URL"] = url
-        config = Config(str(ROOT / "alembic.ini"))
-        config.attributes["configure_logger"] = False
-        command.upgrade(config, "head")
-        load_job_modules(["bench.jobs"])
-        engine = make_engine(Settings.from_env(), pool_size=2)
-        raw.setup(raw_dsn)
-        n_single, n_bulk, n_drain = int(3000 * scale), int(100_000 * scale), int(50_000 * scale)
-        seconds = 20 * scale
-        parts = set(args.only.split(","))
-        rows: list[tuple[str, str, Callable[[], float], Callable[[], float], str]] = [
-            (
-                "enqueue",
-                "enqueue, 1 job per transaction",
-                lambda: pillars.enqueue_single(engine, n_single),
-                lambda: raw.enqueue_single(raw_dsn, n_single),
-                "jobs/s",
-            ),
-            (
-                "enqueue",
-                "enqueue_many, 1,000 per statement",
-                lambda: pillars.enqueue_bulk(engine, n_bulk),
-                lambda: raw.enqueue_bulk(raw_dsn, n_bulk),
-                "jobs/s",
-            ),
-            (
-                "drain",
-                "drain no-op, 1 process",
-                lambda: pillars.drain(engine, url, n_drain, 1, 50),
-                lambda: raw.drain(raw_dsn, n_drain, 1),
-                "jobs/s",
-            ),
-            (
-                "drain",
-                "drain no-op, 2 processes",
-                lambda: pillars.drain(engine, url, n_drain, 2, 50),
-                lambda: raw.drain(raw_dsn, n_drain, 2),
-                "jobs/s",
-            ),
-        ]
-        sync = Settings.from_env().worker_synchronous_commit
-        print(
-            f"worker synchronous_commit: {'on' if sync else 'off'}; rounds: {args.rounds}"
-            f"{' (quick)' if args.quick else ''}"
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = set(parts) - set(PARTS) - {"profile"}
+    if unknown:
+        parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    args.parts = parts
+    return args
+
+
+def _legend(sync_default: bool) -> str:
+    return (
+        f"raw: psycopg loops (bench/raw.py); pgqueuer {version('pgqueuer')} over asyncpg, "
+        f"defaults: {pgq.DEFAULTS.describe()}, best: {pgq.BEST.describe()}; pillars: "
+        f"worker.py, defaults: 1 process, concurrency {_defaults().worker_concurrency}, "
+        f"WORKER_SYNCHRONOUS_COMMIT {'on' if sync_default else 'off'}; "
+        "ratios are pillars / raw and pillars / pgqueuer"
+    )
+
+
+def main() -> int:
+    args = _arguments()
+    factor = args.scale if args.scale is not None else (0.1 if args.quick else 1.0)
+    sizes = Sizes().scaled(factor)
+    sync_default = _defaults().worker_synchronous_commit
+    table = rows(sync_default)
+    with server.databases(args.database_url) as dbs, tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp)
+        raw_dsn = dbs.dsn("raw")
+        r = Round(
+            raw_dsn,
+            pgq.prepare(dbs.dsn("pgqueuer"), logs),
+            pillars.prepare(dbs.dsn("pillars"), logs),
+            sizes,
+            {},
+            [],
         )
-        print(f"{'measurement':<40} {'pillars':>12} {'raw':>12} {'ratio':>7}")
-        for part, label, ours, theirs, unit in rows:
-            if part not in parts:
-                continue
-            # Interleaved, so a noisy minute hurts both sides alike.
-            pairs = [(ours(), theirs()) for _ in range(args.rounds)]
-            a = statistics.median(p[0] for p in pairs)
-            b = statistics.median(p[1] for p in pairs)
-            print(f"{label:<40} {a:>12,.0f} {b:>12,.0f} {a / b:>7.2f}  {unit}", flush=True)
-        if "latency" in parts:
-            runs = [
-                (
-                    pillars.pickup_latency(engine, url, 100, seconds),
-                    raw.pickup_latency(raw_dsn, 100, seconds),
-                )
-                for _ in range(args.rounds)
-            ]
-            for index, label in enumerate(("p50", "p99")):
-                a = statistics.median(r[0][index] for r in runs)
-                b = statistics.median(r[1][index] for r in runs)
-                print(
-                    f"{'pickup latency ' + label + ' at 100 jobs/s':<40} {a:>12.1f} {b:>12.1f} "
-                    f"{a / b:>7.2f}  ms (lower is better)",
-                    flush=True,
-                )
-        engine.dispose()
-        if server is not None:
-            server.cleanup()  # before its folder goes
+        print(f"server: {dbs.description}")
+        print(f"sizes: {sizes}; load average at start: {_load()}")
+        print(_legend(sync_default), flush=True)
+        results: list[Figures] = []
+        for number in range(1, args.rounds + 1):
+            r.figures, r.notes = {}, []
+            for part in args.parts:
+                if part in PARTS:
+                    r.figures |= PARTS[part](r)
+            if not r.figures:
+                break  # only the profile was asked for
+            results.append(r.figures)
+            print(f"\nround {number} of {args.rounds} (load average {_load()})")
+            _print(render(table, r.figures), render_cost(r.figures), *r.notes)
+        if len(results) > 1:
+            middle, ratios = medians(table, results)
+            print(f"\nmedians over {args.rounds} rounds (load average {_load()})")
+            _print(render(table, middle, ratios), render_cost(middle))
+        if "profile" in args.parts:
+            from bench.profile import profile
+
+            print("\n" + profile(r.pillars, sizes.drain), flush=True)
+        r.pillars.engine.dispose()
     return 0
+
+
+def _print(*blocks: str) -> None:
+    print("\n".join(block for block in blocks if block), flush=True)
+
+
+def _defaults() -> Settings:
+    """The settings a worker gets from an environment that sets nothing but the database."""
+    return Settings.from_env({"DATABASE_URL": "postgresql://localhost/defaults"})
+
+
+def _load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ from app.jobs import job
 
 
 @job("bench.noop")
-def noop() -> None:
-    """Nothing: the drain rate is the queue's own cost."""
+def noop(n: int = 0) -> None:
+    """Nothing: the drain rate is the queue's own cost. `n` makes the payload a typical one."""
 
 
 @job("bench.pickup")
 def pickup(t: float) -> float:
-    """Return seconds from enqueue commit to handler start; stored as the job's result."""
+    """Return seconds from the enqueue call to handler start; stored as the job's result."""
     return time.time() - t

@@ -1,141 +1,225 @@
-"""Pillars' own figures: the same measurements as `bench.raw`, through the real API.
+"""Pillars' figures: the same measurements as `bench.raw`, through the real API and processes.
 
-Enqueues go through `app.jobs.enqueue`/`enqueue_many` in SQLAlchemy sessions;
-drains and pickups through real `worker.py` processes, started before the
-jobs arrive so that wake-up is part of what is measured.
+Enqueues go through `app.jobs.enqueue`/`enqueue_many` in SQLAlchemy
+sessions. Drains and pickups run real `worker.py` processes, started and
+listening before the jobs are committed, so wake-up is part of what is
+measured; the clock runs on the database, from the backlog's commit to the
+last job's `finished_at`.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from app.jobs import JobRequest, enqueue, enqueue_many
+from app.config import Settings, normalize_database_url
+from app.db import make_engine
+from app.jobs import JobRequest, enqueue, enqueue_many, load_job_modules
+from bench import processes, progress
+from bench.measure import Drain, Pickup
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Backlogs are written in SQL: building 200,000 rows through enqueue_many is
+# not what is measured, and the rows are the same as enqueue's (the table's
+# defaults are the handler's: queue 'default', priority 0, 10 attempts).
+FILL = """
+INSERT INTO jobs (job_id, name, payload)
+SELECT pillars_uuidv7(), 'bench.noop', jsonb_build_object('n', g)
+FROM generate_series(1, %(n)s) AS g
+"""
 
-def reset(engine: Engine) -> None:
-    with engine.begin() as conn:
+UNFINISHED = """
+SELECT NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued')
+   AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'running')
+"""
+
+TIMELINE = """
+SELECT count(*),
+       extract(epoch FROM percentile_disc(0.1) WITHIN GROUP (ORDER BY finished_at)),
+       extract(epoch FROM percentile_disc(0.9) WITHIN GROUP (ORDER BY finished_at)),
+       extract(epoch FROM max(finished_at))
+FROM jobs WHERE state = 'succeeded' AND name = 'bench.noop'
+"""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The Pillars database of this run: a libpq DSN for polls, an engine for the API."""
+
+    dsn: str
+    url: str
+    engine: Engine
+    log_dir: Path
+
+
+def prepare(dsn: str, log_dir: Path) -> Target:
+    """Migrate the database to head and load the benchmark's handlers in this process."""
+    url = normalize_database_url(dsn)
+    os.environ["DATABASE_URL"] = url  # alembic/env.py reads Settings from the environment
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+    load_job_modules(["bench.jobs"])
+    engine = make_engine(Settings.from_env(), pool_size=2, application_name="bench")
+    return Target(dsn, url, engine, log_dir)
+
+
+def reset(target: Target) -> None:
+    with target.engine.begin() as conn:
         conn.execute(text("TRUNCATE jobs, workers"))
 
 
-def enqueue_single(engine: Engine, n: int) -> float:
-    """One job per transaction on one connection, like the raw loop it is compared with."""
-    reset(engine)
-    with engine.connect() as conn, Session(conn) as session:
+def enqueue_single(target: Target, n: int) -> float:
+    """`enqueue` + `commit` per job on one connection; jobs/s."""
+    reset(target)
+    with target.engine.connect() as conn, Session(conn) as session:
         started = time.perf_counter()
-        for _ in range(n):
-            enqueue(session, "bench.noop", {})
+        for i in range(n):
+            enqueue(session, "bench.noop", {"n": i})
             session.commit()
         return n / (time.perf_counter() - started)
 
 
-def enqueue_bulk(engine: Engine, n: int, batch: int = 1000) -> float:
-    reset(engine)
-    requests = [JobRequest("bench.noop")] * batch
-    with engine.connect() as conn, Session(conn) as session:
+def enqueue_batches(target: Target, n: int, batch: int = 1000) -> float:
+    """`enqueue_many` of `batch` jobs + `commit` per call; jobs/s."""
+    reset(target)
+    with target.engine.connect() as conn, Session(conn) as session:
         started = time.perf_counter()
-        for _ in range(n // batch):
-            enqueue_many(session, requests)
+        for first in range(0, n, batch):
+            enqueue_many(
+                session,
+                [JobRequest("bench.noop", {"n": i}) for i in range(first, min(first + batch, n))],
+            )
             session.commit()
-        return (n // batch * batch) / (time.perf_counter() - started)
+        return n / (time.perf_counter() - started)
 
 
-@contextmanager
-def workers(url: str, processes: int, concurrency: int) -> Iterator[None]:
-    """Run `processes` worker processes until the block ends."""
-    env = {**os.environ, "DATABASE_URL": url, "JOB_MODULES": "bench.jobs", "LOG_LEVEL": "WARNING"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py"), "--concurrency", str(concurrency)],
-            cwd=ROOT,
-            env=env,
-        )
-        for _ in range(processes)
-    ]
-    try:
-        yield
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+@dataclass(frozen=True)
+class Setup:
+    """How the workers run: processes, `--concurrency` (None: the default), and
+    WORKER_SYNCHRONOUS_COMMIT (None: the default)."""
+
+    processes: int = 1
+    concurrency: int | None = None
+    synchronous_commit: bool | None = None
+
+    def env(self, target: Target) -> dict[str, str]:
+        extra = {"DATABASE_URL": target.url, "JOB_MODULES": "bench.jobs"}
+        if self.synchronous_commit is not None:
+            extra["WORKER_SYNCHRONOUS_COMMIT"] = "on" if self.synchronous_commit else "off"
+        return processes.clean_environment(extra)
+
+    def command(self) -> list[str]:
+        extra = [] if self.concurrency is None else ["--concurrency", str(self.concurrency)]
+        return [processes.python(), str(ROOT / "worker.py"), *extra]
 
 
-def _wait_registered(engine: Engine, count: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            if conn.execute(text("SELECT count(*) FROM workers")).scalar_one() >= count:
-                time.sleep(0.5)  # let listeners reach LISTEN
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{count} worker(s) did not start within {timeout}s")
+def _listening(target: Target, count: int) -> bool:
+    # A worker's row appears with its life lock held; its presence LISTENs
+    # in the statement right after.
+    found = progress.scalar(target.dsn, "SELECT count(*) FROM workers WHERE kind = 'worker'")
+    return int(found or 0) >= count
 
 
-def _count(engine: Engine, state: str) -> int:
-    with engine.connect() as conn:
-        query = text("SELECT count(*) FROM jobs WHERE state = :state")
-        return int(conn.execute(query, {"state": state}).scalar_one())
+def workers(target: Target, setup: Setup) -> AbstractContextManager[processes.Workers]:
+    """Start `setup`'s worker processes; the caller waits with `ready`."""
+    return processes.running(
+        setup.command(), setup.env(target), setup.processes, target.log_dir, "pillars-worker"
+    )
 
 
-def drain(engine: Engine, url: str, n: int, processes: int, concurrency: int) -> float:
-    """Jobs/s from the commit of `n` no-op jobs until every one has succeeded."""
-    reset(engine)
-    with workers(url, processes, concurrency):
-        _wait_registered(engine, processes)
-        with Session(engine) as session:
-            for _ in range(n // 5000):
-                enqueue_many(session, [JobRequest("bench.noop")] * 5000)
-            session.flush()
-            started = time.perf_counter()
-            session.commit()
-        deadline = time.monotonic() + max(120.0, n / 100)
-        while _count(engine, "succeeded") < n // 5000 * 5000:
-            if time.monotonic() > deadline:
-                raise RuntimeError("drain did not finish")
-            time.sleep(0.01)
-        return (n // 5000 * 5000) / (time.perf_counter() - started)
+def ready(target: Target, group: processes.Workers, count: int) -> None:
+    group.wait_for(lambda: _listening(target, count), "pillars listeners")
 
 
-def pickup_latency(engine: Engine, url: str, rate: float, seconds: float) -> tuple[float, float]:
-    """p50/p99 ms from an enqueue's commit to its handler starting, at `rate` jobs/s."""
-    reset(engine)
-    total = int(rate * seconds)
-    with workers(url, 1, 10):
-        _wait_registered(engine, 1)
-        with engine.connect() as conn, Session(conn) as session:
+def _commit_backlog(target: Target, n: int) -> float:
+    """Insert `n` no-op jobs in one transaction; the database's clock just before COMMIT."""
+    with psycopg.connect(target.dsn) as conn:
+        conn.execute(FILL, {"n": n})
+        conn.execute("ANALYZE jobs")  # as the raw loop's table is; untimed
+        row = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+        conn.commit()
+    assert row is not None
+    return float(row[0])
+
+
+#: Something to run around a drain, given the workers' process ids (a profiler).
+Observer = Callable[[list[int]], AbstractContextManager[object]]
+
+
+def drain(target: Target, n: int, setup: Setup, observe: Observer | None = None) -> Drain:
+    """Work off `n` no-op jobs committed at once while the workers wait; the timeline."""
+    reset(target)
+    with workers(target, setup) as group:
+        ready(target, group, setup.processes)
+        with observe(group.pids) if observe else nullcontext():
+            started = _commit_backlog(target, n)
+            progress.wait_until(
+                target.dsn,
+                UNFINISHED,
+                workers=group,
+                timeout=max(120.0, n / 50),
+                what="pillars drain",
+            )
+    done, first, last, end = progress.row(target.dsn, TIMELINE)
+    if done != n:
+        raise RuntimeError(f"pillars drain: {done} of {n} jobs succeeded")
+    return Drain(n, started, float(first), float(last), float(end))
+
+
+def pickup(target: Target, rate: float, seconds: float, backlog: int = 0) -> tuple[Pickup, bool]:
+    """Probe jobs at `rate`/s for `seconds` through a default worker; their pickup
+    latency, and whether the `backlog` (drained meanwhile) lasted to the last probe.
+
+    Latency is `bench.pickup`'s handler start minus the producer's clock just
+    before `enqueue`. Probes have priority 1, so they overtake the backlog.
+    """
+    reset(target)
+    total = max(1, round(rate * seconds))
+    setup = Setup()
+    with workers(target, setup) as group:
+        ready(target, group, 1)
+        if backlog:
+            _commit_backlog(target, backlog)
+        with target.engine.connect() as conn, Session(conn) as session:
             started = time.perf_counter()
             for i in range(total):
                 pause = started + i / rate - time.perf_counter()
                 if pause > 0:
                     time.sleep(pause)
-                enqueue(session, "bench.pickup", {"t": time.time()})
+                enqueue(session, "bench.pickup", {"t": time.time()}, priority=1)
                 session.commit()
-        deadline = time.monotonic() + 30
-        while _count(engine, "succeeded") < total and time.monotonic() < deadline:
-            time.sleep(0.05)
-    with engine.connect() as conn:
-        values = sorted(
+        progress.wait_until(
+            target.dsn,
+            "SELECT count(*) >= %(total)s FROM jobs"
+            " WHERE name = 'bench.pickup' AND state = 'succeeded'",
+            {"total": total},
+            workers=group,
+            timeout=60 + seconds,
+            what="pillars pickup",
+        )
+        lasted = backlog == 0 or bool(
+            progress.scalar(target.dsn, "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued')")
+        )
+    with target.engine.connect() as conn:
+        seconds_each = [
             float(v)
             for v in conn.execute(
-                text("SELECT CAST(result AS double precision) FROM jobs WHERE state = 'succeeded'")
+                text(
+                    "SELECT CAST(result AS double precision) FROM jobs"
+                    " WHERE name = 'bench.pickup' AND state = 'succeeded'"
+                )
             ).scalars()
-        )
-    if len(values) < total:
-        raise RuntimeError(f"only {len(values)} of {total} jobs were picked up")
-    return values[len(values) // 2] * 1000, values[
-        min(len(values) - 1, int(len(values) * 0.99))
-    ] * 1000
+        ]
+    return Pickup.of(seconds_each), lasted

@@ -37,3 +37,9 @@ def pickup(t: float) -> float:
 @job("faults.secret", max_attempts=1)
 def secret(password: str, api_key: str) -> None:
     raise RuntimeError(f"login refused for password={password} key {api_key}")
+
+
+@job("faults.block", timeout=0.5, max_attempts=1)
+def block() -> None:
+    """Blocked in C code for an hour: only abandoning its thread frees the slot."""
+    time.sleep(3600)
