@@ -130,6 +130,32 @@ def _hops(env: Mapping[str, str], name: str) -> int:
 
 
 @dataclass(frozen=True)
+class PayloadLimits:
+    """How large a job payload may be: read on its own, since any process that
+    enqueues needs it, including scripts that pass their own engine and have
+    no DATABASE_URL."""
+
+    #: Deepest nesting of lists and objects.
+    max_depth: int = 100
+    #: Largest payload, in bytes of JSON.
+    max_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PayloadLimits:
+        env = os.environ if env is None else env
+        return cls(
+            max_depth=_int(env, "JOB_PAYLOAD_MAX_DEPTH", cls.max_depth),
+            max_bytes=_int(env, "JOB_PAYLOAD_MAX_BYTES", cls.max_bytes),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_payload_limits() -> PayloadLimits:
+    """The payload limits of this process, from the environment on first use."""
+    return PayloadLimits.from_env()
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the three processes need to know about their surroundings."""
 
@@ -152,10 +178,6 @@ class Settings:
     worker_timeout_grace: float = 10.0
     #: Abandoned job threads still stuck; at this many the worker exits to be restarted.
     worker_max_abandoned: int = 3
-    #: Deepest nesting of lists and objects a job payload may have.
-    payload_max_depth: int = 100
-    #: Largest job payload, in bytes of JSON.
-    payload_max_bytes: int = 1024 * 1024
     #: Finished jobs older than this are pruned by the maintenance job.
     job_retention_days: float = 14.0
     #: Cron forgets a schedule removed from code this many days after noticing.
@@ -233,8 +255,6 @@ class Settings:
             ),
             worker_timeout_grace=_float(env, "WORKER_TIMEOUT_GRACE", cls.worker_timeout_grace),
             worker_max_abandoned=_int(env, "WORKER_MAX_ABANDONED", cls.worker_max_abandoned),
-            payload_max_depth=_int(env, "JOB_PAYLOAD_MAX_DEPTH", cls.payload_max_depth),
-            payload_max_bytes=_int(env, "JOB_PAYLOAD_MAX_BYTES", cls.payload_max_bytes),
             job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
             cron_orphan_retention_days=_float(
                 env, "CRON_ORPHAN_RETENTION_DAYS", cls.cron_orphan_retention_days

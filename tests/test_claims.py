@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 from sqlalchemy import Engine, text
@@ -20,6 +23,7 @@ from app.jobs import (
     resume_queue,
 )
 from app.jobs.execution import Claimed, Outcome, backoff, execute
+from app.jobs.testing import drain
 from app.models import Job
 from tests.processes import wait_for
 
@@ -343,3 +347,40 @@ def test_release_refunds_the_attempt_and_requeues(db: Engine) -> None:
         assert claims.release(conn, "w", held) == [job_id]
     row = job_row(db, job_id)
     assert (row.state, row.attempts, row.locked_by) == ("queued", 0, None)
+
+
+def test_a_rescued_job_keeps_its_place_in_the_queue(db: Engine) -> None:
+    with Session(db) as session:
+        first = enqueue(session, "test.add", {"a": 1})
+        session.commit()
+        second = enqueue(session, "test.add", {"a": 2})
+        session.commit()
+    [claimed] = claim(db, "frozen", limit=1)
+    assert claimed.job_id == first
+    settle(db)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE jobs SET heartbeat_at = now() - interval '1 hour'"))
+        assert [r.job_id for r in claims.rescue(conn, grace=1, stale=1)] == [first]
+    assert [j.job_id for j in claim(db, "next", limit=1)] == [first]  # not behind `second`
+    assert job_row(db, second).state == "queued"
+
+
+def test_the_handler_gets_its_occurrence_in_the_schedules_timezone(
+    db: Engine, tmp_path: Path
+) -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    occurrence = datetime(2026, 3, 1, 0, 30, tzinfo=berlin)  # 2026-02-28 23:30 UTC
+    path = tmp_path / "occurrences"
+    with Session(db) as session:
+        enqueue(
+            session,
+            "test.occurrence",
+            {"path": str(path)},
+            cron_name="digest.daily",
+            scheduled_for=occurrence,
+        )
+        session.commit()
+    drain(db)
+    [written] = path.read_text().splitlines()
+    assert datetime.fromisoformat(written) == occurrence
+    assert datetime.fromisoformat(written).date().isoformat() == "2026-03-01"

@@ -212,16 +212,15 @@ def test_reconnecting_the_presence_starts_its_backoff_over_each_time(
     log = tmp_path / "w.log"
     worker = start("worker.py", process_env, log=log)
     try:
-        previous: list[int] = []
-        for _ in range(4):
-
-            def renewed(old: list[int] = previous) -> list[int]:
-                holders = life_lock_holders(db)
-                return holders if holders != old else []
-
-            previous = wait_for(renewed, what="the life lock")
+        for kill in range(4):
+            wait_for(
+                lambda: log.read_text().count("registered, holding") > kill,  # noqa: B023
+                what="the presence to be up",
+            )
+            [pid] = life_lock_holders(db)
             with db.connect() as conn:
-                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": previous[0]})
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        wait_for(lambda: log.read_text().count("registered, holding") > 4, what="back again")
     finally:
         assert stop(worker) == 0
     delays = re.findall(r"reconnecting in ([0-9.]+)s", log.read_text())

@@ -188,12 +188,14 @@ def rescue(
     settle: float = 10.0,
     worker_id: str = "",
     held: Iterable[Claimed] = (),
+    judge: bool = True,
 ) -> list[Rescued]:
     """Take running jobs away from dead or frozen workers; forget dead workers.
 
     `suspects` are workers the watcher saw without their life lock for a
     while: dead now unless they hold it again. `worker_id`'s own running
-    jobs that are not `held` are strays (see `sql.RESCUE`).
+    jobs that are not `held` are strays. Without `judge`, only strays are
+    taken back (see `sql.RESCUE`).
     """
     params = {
         "grace": grace,
@@ -203,6 +205,7 @@ def rescue(
         "settle": settle,
         "worker_id": worker_id,
         "held": [job.job_id for job in held],
+        "judge": judge,
     }
     rescued = [Rescued(*row) for row in conn.execute(sql.RESCUE, params)]
     if any(r.state == "queued" for r in rescued):

@@ -29,7 +29,7 @@ from app.config import Settings
 from app.db import describe
 from app.jobs import claims
 from app.jobs.execution import Claimed
-from app.jobs.processes import Presence
+from app.jobs.processes import SETTLED, Presence
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class Heartbeat(threading.Thread):
         self.engine, self.settings, self.worker_id = engine, settings, worker_id
         self._held, self._presence, self._finished = held, presence, finished
         self._lockless_since: dict[str, float] = {}
-        self._generation = 0
+        #: When a heartbeat or rescue last failed: judging waits for calm again.
+        self._failed_at = 0.0
 
     @property
     def grace(self) -> float:
@@ -78,10 +79,10 @@ class Heartbeat(threading.Thread):
                 elif watching and (suspects := self._suspects()):
                     self.rescue(suspects)
             except exc.SQLAlchemyError as error:
-                self._lockless_since.clear()
+                self._failed_at = time.monotonic()
                 log.warning("heartbeat failed (%s)", describe(error))
             except Exception:
-                self._lockless_since.clear()
+                self._failed_at = time.monotonic()
                 log.exception("heartbeat failed")
 
     def beat(self) -> None:
@@ -107,16 +108,22 @@ class Heartbeat(threading.Thread):
                 suspects=suspects,
                 worker_id=self.worker_id,
                 held=held,
+                judge=self._settled(),
             )
         for r in rescued:
             log.warning("job %s %s rescued (now %s): %s", r.job_id, r.name, r.state, r.reason)
 
+    def _settled(self) -> bool:
+        """Whether this worker may judge peers: up, and calm, for `SETTLED` seconds."""
+        calm = time.monotonic() - self._failed_at >= SETTLED
+        if not (calm and self._presence.settled()):
+            self._lockless_since.clear()
+            return False
+        return True
+
     def _suspects(self) -> list[str]:
         """Peers seen without their life lock for at least `SUSPECT_AFTER` seconds."""
-        presence = self._presence
-        if not presence.alive.is_set() or presence.generation != self._generation:
-            self._generation = presence.generation
-            self._lockless_since.clear()
+        if not self._settled():
             return []
         with self.engine.connect() as conn:
             lockless = claims.lockless_workers(conn)

@@ -46,6 +46,12 @@ def new_process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+#: How long a presence must have been up before its process judges peers dead
+#: or frozen: peers hit by the same outage need the time to reconnect (twice
+#: the longest presence backoff).
+SETTLED = 2.0
+
+
 class Backoff:
     """Reconnect delays: 0.2 s doubling to `cap`, back to the start after a success."""
 
@@ -126,8 +132,8 @@ class Presence(threading.Thread):
         self._closed = threading.Event()
         # A presence away for long looks dead to peers: try again often.
         self._backoff = Backoff(first=0.2, cap=1.0)
-        #: Counts registrations: a new number means the presence was away meanwhile.
-        self.generation = 0
+        #: When (monotonic) the current registration began; None while away.
+        self.up_since: float | None = None
         #: Set while the row is registered and the life lock held.
         self.alive = threading.Event()
         #: Set while this process holds the fleet's watcher lock.
@@ -147,6 +153,7 @@ class Presence(threading.Thread):
                 try:
                     self._hold()
                 except psycopg.Error as error:
+                    self.up_since = None
                     self.alive.clear()
                     self.watcher.clear()
                     if self._closing.is_set():
@@ -161,6 +168,7 @@ class Presence(threading.Thread):
                     )
                     self._closing.wait(delay)
         finally:
+            self.up_since = None
             self.alive.clear()
             self.watcher.clear()
             self._closed.set()
@@ -171,9 +179,10 @@ class Presence(threading.Thread):
             self._conninfo, autocommit=True, connect_timeout=5, application_name=name
         ) as conn:
             lock_key = register(conn, self.identity)
+            self._backoff.reset()
             if self._on_notify is not None:
                 conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            self.generation += 1
+            self.up_since = time.monotonic()
             self.alive.set()
             self._backoff.reset()
             log.info(
@@ -188,12 +197,19 @@ class Presence(threading.Thread):
             self._serve(conn)
             conn.execute(sql.PRESENCE_UNREGISTER, {"worker_id": self.identity.process_id})
 
+    def up_for(self) -> float:
+        """Seconds since the presence last registered; 0 while it is away."""
+        since = self.up_since
+        return 0.0 if since is None else time.monotonic() - since
+
     def _serve(self, conn: psycopg.Connection[Any]) -> None:
         """Heartbeat every interval; between beats, wait for notifications.
 
         A process that watches for dead peers and is not the watcher yet
-        asks for the watcher lock every second: when the watcher dies,
-        another takes over at once.
+        asks for the watcher lock every second once it has been up for
+        `SETTLED` seconds: when the watcher dies, an established peer takes
+        over at once (a process that just started, or just came back from
+        an outage, cannot judge yet).
         """
         next_beat = next_try = 0.0
         while not self._closing.is_set():
@@ -201,7 +217,7 @@ class Presence(threading.Thread):
             if now >= next_beat:
                 self._beat(conn)
                 next_beat = now + self._interval
-            if self._watch and not self.watcher.is_set() and now >= next_try:
+            if self._watch and not self.watcher.is_set() and now >= next_try and self.settled():
                 self._try_watcher(conn)
                 next_try = now + 1.0
             wait = max(0.0, min(1.0, next_beat - time.monotonic()))
@@ -211,6 +227,10 @@ class Presence(threading.Thread):
             for note in conn.notifies(timeout=wait, stop_after=64):
                 if self._queues is None or not note.payload or note.payload in self._queues:
                     self._on_notify()
+
+    def settled(self) -> bool:
+        """Up long enough to judge peers: they had time to come back from an outage too."""
+        return self.up_for() >= SETTLED
 
     def _beat(self, conn: psycopg.Connection[Any]) -> None:
         """Refresh the row; re-register if a peer forgot it."""

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from app.config import get_settings
+from app.config import get_payload_limits
 from app.jobs import options, sql
 from app.jobs.errors import UnknownJob
 from app.jobs.ids import new_job_id, new_job_ids
@@ -69,10 +69,8 @@ def _prepare(request: JobRequest) -> _Row:
     spec: JobSpec = registry.get(request.name)
     raw = request.payload
     document = dict(raw) if isinstance(raw, Mapping) else raw
-    settings = get_settings()
-    payload = spec.encode_payload(
-        document, max_depth=settings.payload_max_depth, max_bytes=settings.payload_max_bytes
-    )
+    limits = get_payload_limits()
+    payload = spec.encode_payload(document, max_depth=limits.max_depth, max_bytes=limits.max_bytes)
     run_at = options.moment(request.run_at, "run_at")
     if run_at is not None and request.delay is not None:
         raise ValueError("give run_at or delay, not both")

@@ -164,7 +164,10 @@ claimed AS (
         -- Counted at claim, so a job that kills its worker still uses up attempts.
         attempts = j.attempts + 1,
         locked_by = :worker_id,
-        locked_at = now(),
+        -- When the row was claimed, not when the statement began: one that
+        -- waited on a lock must not look older than the worker's view of
+        -- what it holds (see strays in RESCUE).
+        locked_at = clock_timestamp(),
         heartbeat_at = now(),
         started_at = now(),
         progress = NULL,
@@ -287,12 +290,17 @@ WHERE w.kind = 'worker' AND NOT {_LOCK_HELD}
 #   but its result never reached the worker (the connection dropped with it
 #   in flight), or the outcome could not be saved.
 #
+# Only a rescuer that has itself been up for a while judges others (`:judge`):
+# one that just came back from an outage (the database down, read-only, every
+# session cut) saw its peers in the same trouble, and they are reconnecting
+# too. Strays are its own and need no judging.
+#
 # A rescued job keeps its place in the queue (its run_at); on its last
 # attempt it ends `failed` with the reason.
 RESCUE = text(f"""
 WITH dead AS (
     SELECT w.worker_id FROM workers w
-    WHERE NOT {_LOCK_HELD}
+    WHERE CAST(:judge AS boolean) AND NOT {_LOCK_HELD}
       AND (greatest(w.heartbeat_at, pg_postmaster_start_time())
                < now() - make_interval(secs => :grace)
            OR (w.worker_id = ANY(CAST(:suspects AS text[]))
@@ -300,7 +308,8 @@ WITH dead AS (
 ),
 frozen AS (
     SELECT w.worker_id FROM workers w
-    WHERE greatest(w.heartbeat_at, pg_postmaster_start_time())
+    WHERE CAST(:judge AS boolean)
+      AND greatest(w.heartbeat_at, pg_postmaster_start_time())
           < now() - make_interval(secs => :stale)
 ),
 forgotten AS (
@@ -321,7 +330,8 @@ lost AS (
            OR (j.locked_by = :worker_id AND NOT j.job_id = ANY(CAST(:held AS uuid[]))
                AND j.locked_at < now() - make_interval(secs => :grace))
            OR j.locked_by IN (SELECT worker_id FROM frozen)
-           OR (NOT EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = j.locked_by)
+           OR (CAST(:judge AS boolean)
+               AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = j.locked_by)
                AND greatest(j.heartbeat_at, pg_postmaster_start_time())
                    < now() - make_interval(secs => :stale)))
     FOR UPDATE OF j SKIP LOCKED

@@ -28,6 +28,12 @@ from tests.web import sign_up, submit
 pytestmark = pytest.mark.faults
 
 WORK = {"n": 0, "seconds": 0, "ledger": "/dev/null"}
+DEEP_150: Any = []
+for _ in range(150):
+    DEEP_150 = [DEEP_150]
+#: Valid jsonb that Python cannot decode: nested 1,000 deep, a 5,001-digit number.
+DEEP_1000 = '{"n": 0, "seconds": 0, "ledger": ' + "[" * 1000 + "]" * 1000 + "}"
+HUGE_NUMBER = '{"n": 1e5000, "seconds": 0, "ledger": "x"}'
 circular: dict[str, Any] = {}
 circular["self"] = circular
 
@@ -137,7 +143,7 @@ BAD_ENQUEUES: list[tuple[str, Callable[[Session], object], type[Exception], str]
         "max_attempts 0",
         lambda s: enqueue(s, "faults.work", WORK, max_attempts=0),
         ValueError,
-        "at least 1",
+        "max_attempts must be between 1",
     ),
     (
         "priority not a number",
@@ -149,7 +155,68 @@ BAD_ENQUEUES: list[tuple[str, Callable[[Session], object], type[Exception], str]
         "one bad job in a bulk enqueue",
         lambda s: enqueue_many(s, [JobRequest("faults.work", WORK), JobRequest("faults.work", {})]),
         InvalidPayload,
-        "missing a required argument",
+        "job 1 of the batch",
+    ),
+    # What the database would refuse, aborting the caller's transaction with it.
+    (
+        "NUL in a string",
+        lambda s: enqueue(s, "faults.work", {**WORK, "ledger": "a\x00b"}),
+        InvalidPayload,
+        "contains a NUL",
+    ),
+    (
+        "a lone surrogate",
+        lambda s: enqueue(s, "faults.work", {**WORK, "ledger": "\udc80"}),
+        InvalidPayload,
+        "lone surrogate",
+    ),
+    (
+        "payload 150 deep",
+        lambda s: enqueue(s, "faults.pickup", {"t": DEEP_150}),
+        InvalidPayload,
+        "nested deeper than 100",
+    ),
+    (
+        "payload over 1 MB",
+        lambda s: enqueue(s, "faults.work", {**WORK, "ledger": "x" * (1 << 20)}),
+        InvalidPayload,
+        "JOB_PAYLOAD_MAX_BYTES",
+    ),
+    (
+        "priority past int4",
+        lambda s: enqueue(s, "faults.work", WORK, priority=2**31),
+        ValueError,
+        "priority must be between",
+    ),
+    (
+        "max_attempts True",
+        lambda s: enqueue(s, "faults.work", WORK, max_attempts=True),
+        ValueError,
+        "max_attempts must be a whole number",
+    ),
+    (
+        "delay NaN",
+        lambda s: enqueue(s, "faults.work", WORK, delay=math.nan),
+        ValueError,
+        "delay must be a number",
+    ),
+    (
+        "run_at a string",
+        lambda s: enqueue(s, "faults.work", WORK, run_at=cast(Any, "2030-01-01")),
+        ValueError,
+        "run_at must be a datetime",
+    ),
+    (
+        "a 1 MB unique_key",
+        lambda s: enqueue(s, "faults.work", WORK, unique_key="x" * (1 << 20)),
+        ValueError,
+        "unique_key must be at most",
+    ),
+    (
+        "queue a,b",
+        lambda s: enqueue(s, "faults.work", WORK, queue="a,b"),
+        ValueError,
+        "queue must be 1-64",
     ),
 ]
 
@@ -160,6 +227,8 @@ BAD_ROWS = [
     ("missing argument", "faults.work", {"n": 1}, "missing a required argument"),
     ("extra argument", "faults.work", {**WORK, "zzz": 1}, "unexpected keyword argument"),
     ("null for float", "faults.work", {**WORK, "seconds": None}, "must be float"),
+    ("nested 1,000 deep", "faults.work", DEEP_1000, "nested too deeply"),
+    ("a 5,001-digit number", "faults.work", HUGE_NUMBER, "cannot be decoded"),
     (
         "handler raises with secrets",
         "faults.secret",
@@ -172,11 +241,20 @@ BAD_ROWS = [
 def test_malformed_messages_are_refused_or_fail_with_a_reason(
     fault_db: FaultDatabase, fault_env: dict[str, str], tmp_path: Path, report: list[Row]
 ) -> None:
-    for _, attempt, error, words in BAD_ENQUEUES:
+    for n, (_, attempt, error, words) in enumerate(BAD_ENQUEUES):
         with Session(fault_db.engine) as session:
+            session.execute(  # the caller's own write, which must survive the refusal
+                text("INSERT INTO queue_pauses (queue, paused_by) VALUES (:q, 'marker')"),
+                {"q": f"marker-{n}"},
+            )
             with pytest.raises(error, match=words):
                 attempt(session)
             session.commit()  # whatever the failed enqueue left would be written now
+    with fault_db.engine.begin() as conn:
+        markers = conn.execute(
+            text("DELETE FROM queue_pauses WHERE paused_by = 'marker' RETURNING queue")
+        ).all()
+    assert len(markers) == len(BAD_ENQUEUES)  # no caller lost its own write
     with pytest.raises(IntegrityError, match="ck_jobs_payload_object"):
         with fault_db.engine.begin() as conn:
             conn.execute(text("INSERT INTO jobs (name, payload) VALUES ('faults.work', '[1]')"))
@@ -195,7 +273,11 @@ def test_malformed_messages_are_refused_or_fail_with_a_reason(
                         "INSERT INTO jobs (name, payload, max_attempts, context) "
                         "VALUES (:name, CAST(:payload AS jsonb), 1, :what)"
                     ),
-                    {"name": name, "payload": json.dumps(payload), "what": what},
+                    {
+                        "name": name,
+                        "payload": payload if isinstance(payload, str) else json.dumps(payload),
+                        "what": what,
+                    },
                 )
         total = 50 + len(BAD_ROWS)
         wait_for(lambda: settled(fault_db.engine, total), timeout=60, what="every job")
@@ -230,8 +312,14 @@ def test_malformed_messages_are_refused_or_fail_with_a_reason(
 
 
 #: Malformed `flask jobs enqueue` calls: each must exit non-zero and say why.
+GOOD = '{"n": 0, "seconds": 0, "ledger": "x"}'
 BAD_COMMANDS = [
     (["no.such.job"], "no handler is registered"),
+    (["faults.work", "--payload", '{"n": ' + "[" * 1000 + "]" * 1000 + "}"], "nested too deeply"),
+    (["faults.work", "--payload", '{"n": 1' + "0" * 5000 + "}"], "not JSON"),
+    (["faults.work", "--payload", '{"n": 0, "seconds": 0, "ledger": "a\\u0000"}'], "NUL"),
+    (["faults.work", "--payload", GOOD, "--priority", "99999999999"], "priority must be between"),
+    (["faults.work", "--payload", GOOD, "--queue", "a,b"], "queue must be 1-64"),
     (["faults.work", "--payload", "{n: 1}"], "not JSON"),
     (["faults.work", "--payload", "[1, 2]"], "must be a JSON object"),
     (["faults.work", "--payload", '"text"'], "must be a JSON object"),
