@@ -184,7 +184,6 @@ class Presence(threading.Thread):
                 conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             self.up_since = time.monotonic()
             self.alive.set()
-            self._backoff.reset()
             log.info(
                 "%s %s: registered, holding life lock %s%s",
                 self.identity.kind,
