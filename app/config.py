@@ -192,6 +192,8 @@ class Settings:
     upload_max_bytes: int = 2 * 1024 * 1024
     #: Reports one user may have queued or being built at once; another upload answers 429.
     reports_in_flight_max: int = 3
+    #: One user's reports built at the same time, across all workers.
+    report_builds_per_user: int = 1
     #: Uploads and the reports built from them are pruned after this many days.
     export_retention_days: float = 7.0
     #: Failed sign-ins per (client address, email) within `login_window` before refusing
@@ -264,6 +266,7 @@ class Settings:
             site_url=env.get("SITE_URL", cls.site_url).rstrip("/"),
             upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", cls.upload_max_bytes),
             reports_in_flight_max=_int(env, "REPORTS_IN_FLIGHT_MAX", cls.reports_in_flight_max),
+            report_builds_per_user=_int(env, "REPORT_BUILDS_PER_USER", cls.report_builds_per_user),
             export_retention_days=_float(env, "EXPORT_RETENTION_DAYS", cls.export_retention_days),
             login_max_failures=_int(env, "LOGIN_MAX_FAILURES", cls.login_max_failures),
             login_window=_float(env, "LOGIN_WINDOW", cls.login_window),

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_STATES = ("waiting", "queued", "running", "succeeded", "failed", "cancelled")
 FINISHED_STATES = ("succeeded", "failed", "cancelled")
 
 #: Constraint names are predictable so migrations can refer to them.
@@ -91,10 +91,26 @@ class Job(Base):
     scheduled_for: Mapped[datetime | None] = mapped_column(Timestamp)
     #: The timezone the occurrence was meant in, so the handler gets it back in it.
     scheduled_zone: Mapped[str | None] = mapped_column(Text)
+    #: Flow control (`app/jobs/flow.py`): the key whose limit this job counts
+    #: against, the limit, and whether the key is a concurrency key or an
+    #: ordering key (one at a time, in order; `ordering_block`: a job that
+    #: ends failed holds its key until an operator retries or deletes it).
+    flow_key: Mapped[str | None] = mapped_column(Text)
+    flow_limit: Mapped[int | None] = mapped_column(Integer)
+    flow_kind: Mapped[str | None] = mapped_column(Text)
+    #: A waiting job the promoter should look at: new, or its key has room again.
+    flow_fresh: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __table_args__ = (
         CheckConstraint(
-            "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="state"
+            "state IN ('waiting', 'queued', 'running', 'succeeded', 'failed', 'cancelled')",
+            name="state",
+        ),
+        CheckConstraint(
+            "(flow_key IS NULL) = (flow_kind IS NULL) AND (flow_key IS NULL) = (flow_limit IS NULL)"
+            " AND flow_limit >= 1"
+            " AND flow_kind IN ('concurrency', 'ordering', 'ordering_block')",
+            name="flow",
         ),
         CheckConstraint("jsonb_typeof(payload) = 'object'", name="payload_object"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
@@ -121,6 +137,26 @@ class Job(Base):
             text("priority DESC"),
             "run_at",
             postgresql_where=text("state = 'queued'"),
+        ),
+        # Flow control: a key's waiting jobs in the order they are let in...
+        Index(
+            "ix_jobs_waiting",
+            "flow_key",
+            text("priority DESC"),
+            "job_id",
+            postgresql_where=text("state = 'waiting'"),
+        ),
+        # ... the few the promoter must look at ...
+        Index("ix_jobs_fresh", "job_id", postgresql_where=text("state = 'waiting' AND flow_fresh")),
+        # ... and a key's active jobs, counted against its limit. Jobs without
+        # a key are in none of these indexes.
+        Index(
+            "ix_jobs_flow_active",
+            "flow_key",
+            postgresql_where=text(
+                "flow_key IS NOT NULL AND (state IN ('queued', 'running')"
+                " OR (state = 'failed' AND flow_kind = 'ordering_block'))"
+            ),
         ),
         # The rescuer looks up running jobs by worker. Not by heartbeat: a
         # job's heartbeat then changes no indexed column, so it can be a
@@ -198,6 +234,33 @@ class QueuePause(Base):
     paused_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
     #: Who paused it, for the people wondering why nothing runs.
     paused_by: Mapped[str] = mapped_column(Text, server_default=text("''"))
+
+
+class QueueLimit(Base):
+    """Limits on one queue, across every worker: how many run at once, how fast they start.
+
+    The rate is a token bucket: `rate` jobs per second on average, up to
+    `burst` at once; `tokens` and `refilled_at` are its state, kept here so
+    every worker draws from the same bucket.
+    """
+
+    __tablename__ = "queue_limits"
+
+    queue: Mapped[str] = mapped_column(Text, primary_key=True)
+    concurrency: Mapped[int | None] = mapped_column(Integer)
+    rate: Mapped[float | None] = mapped_column(Float)
+    burst: Mapped[int | None] = mapped_column(Integer)
+    tokens: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    refilled_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    set_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    #: Who set the limits, for the people wondering why a queue is slow.
+    set_by: Mapped[str] = mapped_column(Text, server_default=text("''"))
+
+    __table_args__ = (
+        CheckConstraint("concurrency >= 1", name="concurrency_positive"),
+        CheckConstraint("rate > 0 AND burst >= 1", name="rate_positive"),
+        CheckConstraint("(rate IS NULL) = (burst IS NULL)", name="rate_with_burst"),
+    )
 
 
 class JobTally(Base):

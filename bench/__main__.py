@@ -25,7 +25,7 @@ from pathlib import Path
 from app.config import Settings
 from bench import cost, pgq, pillars, raw, server
 from bench.measure import Pickup
-from bench.table import Figures, medians, render, render_cost, rows
+from bench.table import Figures, medians, render, render_cost, render_flow, rows
 
 
 @dataclass(frozen=True)
@@ -154,12 +154,25 @@ def churn(r: Round) -> Figures:
     return {f"churn.{system}": result.flatness for system, result in drains.items()}
 
 
+def flow(r: Round) -> Figures:
+    """What flow control costs: the same drain (2 x 50) plain, over 100 keys of limit 1,
+    over 10,000 keys of limit 1, and from a queue limited to 50 running."""
+    n, best = r.sizes.drain, pillars.Setup(processes=2, concurrency=50)
+    return {
+        "flow.plain": pillars.drain(r.pillars, n, best).rate,
+        "flow.keys100": pillars.drain(r.pillars, n, best, keys=100).rate,
+        "flow.keys10000": pillars.drain(r.pillars, n, best, keys=10_000).rate,
+        "flow.queue_limit": pillars.drain(r.pillars, n, best, queue_limit=50).rate,
+    }
+
+
 PARTS: dict[str, Callable[[Round], Figures]] = {
     "enqueue": enqueue,
     "cost": enqueue_cost,
     "drain": drain,
     "latency": latency,
     "churn": churn,
+    "flow": flow,
 }
 
 
@@ -230,11 +243,13 @@ def main() -> int:
                 break  # only the profile was asked for
             results.append(r.figures)
             print(f"\nround {number} of {args.rounds} (load average {_load()})")
-            _print(render(table, r.figures), render_cost(r.figures), *r.notes)
+            _print(
+                render(table, r.figures), render_cost(r.figures), render_flow(r.figures), *r.notes
+            )
         if len(results) > 1:
             middle, ratios = medians(table, results)
             print(f"\nmedians over {args.rounds} rounds (load average {_load()})")
-            _print(render(table, middle, ratios), render_cost(middle))
+            _print(render(table, middle, ratios), render_cost(middle), render_flow(middle))
         if "profile" in args.parts:
             from bench.profile import profile
 

@@ -39,9 +39,19 @@ SELECT pillars_uuidv7(), 'bench.noop', jsonb_build_object('n', g)
 FROM generate_series(1, %(n)s) AS g
 """
 
+#: The same backlog spread over concurrency keys of limit 1 (flow control):
+#: every job starts waiting and fresh, and the workers let them in.
+FILL_KEYED = """
+INSERT INTO jobs (job_id, name, payload, state, flow_key, flow_limit, flow_kind, flow_fresh)
+SELECT pillars_uuidv7(), 'bench.noop', jsonb_build_object('n', g), 'waiting',
+       'key:' || (g %% %(keys)s), 1, 'concurrency', true
+FROM generate_series(1, %(n)s) AS g
+"""
+
 UNFINISHED = """
 SELECT NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued')
    AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'running')
+   AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'waiting')
 """
 
 TIMELINE = """
@@ -77,7 +87,7 @@ def prepare(dsn: str, log_dir: Path) -> Target:
 
 def reset(target: Target) -> None:
     with target.engine.begin() as conn:
-        conn.execute(text("TRUNCATE jobs, workers"))
+        conn.execute(text("TRUNCATE jobs, workers, queue_limits"))
 
 
 def enqueue_single(target: Target, n: int) -> float:
@@ -143,10 +153,10 @@ def ready(target: Target, group: processes.Workers, count: int) -> None:
     group.wait_for(lambda: _listening(target, count), "pillars listeners")
 
 
-def _commit_backlog(target: Target, n: int) -> float:
+def _commit_backlog(target: Target, n: int, keys: int = 0) -> float:
     """Insert `n` no-op jobs in one transaction; the database's clock just before COMMIT."""
     with psycopg.connect(target.dsn) as conn:
-        conn.execute(FILL, {"n": n})
+        conn.execute(FILL_KEYED if keys else FILL, {"n": n, "keys": keys})
         conn.execute("ANALYZE jobs")  # as the raw loop's table is; untimed
         row = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
         conn.commit()
@@ -158,13 +168,31 @@ def _commit_backlog(target: Target, n: int) -> float:
 Observer = Callable[[list[int]], AbstractContextManager[object]]
 
 
-def drain(target: Target, n: int, setup: Setup, observe: Observer | None = None) -> Drain:
-    """Work off `n` no-op jobs committed at once while the workers wait; the timeline."""
+def drain(
+    target: Target,
+    n: int,
+    setup: Setup,
+    observe: Observer | None = None,
+    *,
+    keys: int = 0,
+    queue_limit: int | None = None,
+) -> Drain:
+    """Work off `n` no-op jobs committed at once while the workers wait; the timeline.
+
+    With `keys`, the jobs are spread over that many concurrency keys of limit
+    1; with `queue_limit`, their queue may run at most that many at once.
+    """
     reset(target)
+    if queue_limit is not None:
+        with target.engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO queue_limits (queue, concurrency) VALUES ('default', :n)"),
+                {"n": queue_limit},
+            )
     with workers(target, setup) as group:
         ready(target, group, setup.processes)
         with observe(group.pids) if observe else nullcontext():
-            started = _commit_backlog(target, n)
+            started = _commit_backlog(target, n, keys)
             progress.wait_until(
                 target.dsn,
                 UNFINISHED,

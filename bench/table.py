@@ -145,3 +145,22 @@ def render_cost(figures: Figures) -> str:
         f"{figures['cost.check'] / figures['cost.pillars'] * 100:.1f} % of pillars' enqueue"
     )
     return "\n".join(lines)
+
+
+FLOW_ROWS = (
+    ("no keys, no limits", "flow.plain"),
+    ("100 keys of limit 1", "flow.keys100"),
+    ("10,000 keys of limit 1", "flow.keys10000"),
+    ("one queue limited to 50 running", "flow.queue_limit"),
+)
+
+
+def render_flow(figures: Figures) -> str:
+    """Drain rates (2 x 50) with flow control beside the same drain without."""
+    if "flow.plain" not in figures:
+        return ""
+    base = figures["flow.plain"]
+    lines = [f"{'flow control, drain 2 x 50':<58} {'jobs/s':>9} {'x plain':>12}"]
+    for label, key in FLOW_ROWS:
+        lines.append(f"{label:<58} {figures[key]:>9,.0f} {figures[key] / base:>12.2f}")
+    return "\n".join(lines)

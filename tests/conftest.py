@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import make_engine
 from app.jobs import load_job_modules
+from app.models import Base
 from app.web import create_app
 from tests.database import drop_databases, prepare_database
 
@@ -28,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: `site` and `browser` for the real-browser tests.
 pytest_plugins = ["tests.browser"]
+
+#: Every table of the models: what each test that commits starts without.
+EVERY_TABLE = [table.name for table in Base.metadata.sorted_tables]
 
 #: Short intervals so crash-recovery tests finish in seconds.
 FAST = {
@@ -82,12 +86,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
 def db(engine: Engine) -> Engine:
     """The engine, with every table emptied first: for tests that commit."""
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "TRUNCATE jobs, job_tallies, workers, queue_pauses, cron_state, cron_events, users,"
-                " login_attempts, rate_events, exports"
-            )
-        )
+        conn.execute(text(f"TRUNCATE {', '.join(EVERY_TABLE)}"))
     return engine
 
 

@@ -100,3 +100,39 @@ def block(seconds: float = 3600) -> None:
 @job("test.echo")
 def echo(data: Any = None) -> Any:
     return data
+
+
+@job("test.flaky", max_attempts=3)
+def flaky(path: str, marker: str) -> None:
+    """Fails its first run (retried at once), then succeeds; every run is recorded."""
+    runs = Path(path)
+    with runs.open("a") as file:
+        file.write(f"{marker}\n")
+    if runs.read_text().splitlines().count(marker) == 1:
+        raise Retry(0, "first run fails")
+
+
+@job("test.flow_run", max_attempts=5)
+def flow_run(table: str, seconds: float) -> None:
+    """Record this execution's start and end on the database clock, in `table`."""
+    from sqlalchemy import text
+
+    from app.db import get_engine
+
+    with get_engine().begin() as conn:
+        run = conn.execute(
+            text(
+                f"INSERT INTO {table} (pid, started) VALUES (:pid, clock_timestamp()) RETURNING id"
+            ),
+            {"pid": os.getpid()},
+        ).scalar_one()
+    time.sleep(seconds)
+    with get_engine().begin() as conn:
+        conn.execute(
+            text(f"UPDATE {table} SET ended = clock_timestamp() WHERE id = :id"), {"id": run}
+        )
+
+
+@job("test.per_user", concurrency_key="user:{user_id}", concurrency_limit=2)
+def per_user(user_id: int) -> None:
+    """Keyed by its payload: at most two of one user's jobs run at once."""

@@ -51,10 +51,10 @@ def test_counts_jobs_by_state_and_queue(admin: FlaskClient, db: Engine) -> None:
     add_job(db, queue="reports", state="failed")
     add_job(db, queue="default", state="succeeded")
     page = admin.get("/admin/").text
-    # columns: queued running succeeded failed cancelled
-    assert row(page, "reports").startswith("reports 3 0 0 1 0")
-    assert row(page, "default").startswith("default 0 0 1 0 0")
-    assert row(page, "all") == "all 3 0 1 1 0"
+    # columns: waiting queued running succeeded failed cancelled
+    assert row(page, "reports").startswith("reports 0 3 0 0 1 0")
+    assert row(page, "default").startswith("default 0 0 0 1 0 0")
+    assert row(page, "all") == "all 0 3 0 1 1 0"
     assert 'href="/admin/jobs?queue=reports&amp;state=failed"' in page
 
 

@@ -29,6 +29,20 @@ def backlog(db: Engine) -> Engine:
     return db
 
 
+#: A cycle that saves nothing.
+EMPTY: dict[str, object] = {
+    "done_ids": [],
+    "done_attempts": [],
+    "results": [],
+    "failed_ids": [],
+    "failed_attempts": [],
+    "messages": [],
+    "tracebacks": [],
+    "delays": [],
+    "discards": [],
+}
+
+
 def plan(engine: Engine, statement: str, params: dict[str, object]) -> str:
     with engine.begin() as conn:
         rows = conn.execute(text("EXPLAIN " + statement), params).scalars()
@@ -47,19 +61,47 @@ def plan(engine: Engine, statement: str, params: dict[str, object]) -> str:
 def test_claim_walks_the_claim_index_without_sorting_the_backlog(
     backlog: Engine, statement: object, params: dict[str, object], index: str
 ) -> None:
-    empty: dict[str, object] = {
-        "done_ids": [],
-        "done_attempts": [],
-        "results": [],
-        "failed_ids": [],
-        "failed_attempts": [],
-        "messages": [],
-        "tracebacks": [],
-        "delays": [],
-        "discards": [],
-    }
-    explained = plan(backlog, str(statement), {"worker_id": "w", "limit": 10, **empty, **params})
+    explained = plan(backlog, str(statement), {"worker_id": "w", "limit": 10, **EMPTY, **params})
     picking = explained.split("CTE picked")[1].split("CTE claimed")[0]
     assert f"Index Scan using {index} on jobs" in picking, explained
     assert "Sort" not in picking, explained  # (the 10 claimed rows are sorted afterwards)
     assert "Seq Scan on jobs" not in explained, explained
+
+
+@pytest.fixture
+def keyed_backlog(db: Engine) -> Engine:
+    """100,000 jobs over 10,000 concurrency keys (limit 2): two let in per key, the rest
+    waiting, some fresh; and 100,000 finished ones. Analyzed."""
+    with db.begin() as conn:
+        conn.execute(
+            text("""
+            INSERT INTO jobs (name, queue, state, run_at, flow_key, flow_limit, flow_kind,
+                              flow_fresh, finished_at)
+            SELECT 'test.noop', 'default',
+                   CASE WHEN n > 100000 THEN 'succeeded' WHEN n % 10 < 2 THEN 'queued'
+                        ELSE 'waiting' END,
+                   now() - n * interval '1 second',
+                   'user:' || (n % 10000), 2, 'concurrency',
+                   n <= 100000 AND n % 10 >= 2 AND n % 997 = 0,
+                   CASE WHEN n > 100000 THEN now() END
+            FROM generate_series(1, 200000) AS n
+        """)
+        )
+    with db.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE jobs"))
+    return db
+
+
+def test_flow_control_walks_indexes_with_100k_jobs_over_10k_keys(keyed_backlog: Engine) -> None:
+    keys = [f"user:{n}" for n in range(0, 10000, 97)]
+    checks: list[tuple[object, dict[str, object]]] = [
+        (sql.TAKE_FRESH, {"limit": 200}),
+        (sql.PROMOTE, {"keys": keys}),
+        (sql.CYCLE_ANY, {"worker_id": "w", "limit": 10, **EMPTY}),
+    ]
+    for statement, params in checks:
+        explained = plan(keyed_backlog, str(statement), params)
+        assert "Seq Scan on jobs" not in explained, explained
+    promote = plan(keyed_backlog, str(sql.PROMOTE), {"keys": keys})
+    assert "ix_jobs_waiting" in promote and "ix_jobs_flow_active" in promote, promote
+    assert "ix_jobs_fresh" in plan(keyed_backlog, str(sql.TAKE_FRESH), {"limit": 200})

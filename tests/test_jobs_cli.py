@@ -100,7 +100,7 @@ def test_stats_warns_about_jobs_no_live_worker_knows(runner: FlaskCliRunner, db:
         enqueue(session, "test.add", {"a": 1})
         session.commit()
     output = runner.invoke(args=["jobs", "stats"]).output
-    assert "default: queued=1" in output
+    assert "default: waiting=0 queued=1" in output
     assert "warning: 1 queued 'test.add' job(s) wait, no live worker knows them" in output
 
 

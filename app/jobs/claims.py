@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Row, text
+from sqlalchemy import Connection, Engine, Row, text
 
 from app.jobs import payloads, sql
 from app.jobs.execution import Claimed, Outcome
@@ -32,13 +32,25 @@ class Saved:
     lost: list[Outcome]
 
 
+@dataclass(frozen=True)
+class Cycle:
+    """What one cycle did, and what it found left to do by other means."""
+
+    saved: Saved
+    claimed: list[Claimed]
+    #: Waiting jobs are fresh: run `promote`.
+    promote: bool = False
+    #: Limited queues with due jobs: claim from them with `claim_limited`.
+    limited: list[str] = field(default_factory=list)
+
+
 def cycle(
     conn: Connection,
     worker_id: str,
     outcomes: Sequence[Outcome],
     queues: Sequence[str] | None,
     limit: int,
-) -> tuple[Saved, list[Claimed]]:
+) -> Cycle:
     """Save `outcomes` and claim up to `limit` due jobs, in one statement.
 
     Claims take the highest priority first, then the longest due. Never
@@ -56,17 +68,27 @@ def cycle(
         statement, params["queues"] = sql.CYCLE_QUEUES, list(queues)
     saved: dict[uuid.UUID, str] = {}
     claimed: list[Claimed] = []
+    promote, limited = False, []
     for row in conn.execute(statement, params):
         if row.kind == "saved":
             saved[row.job_id] = row.state
+        elif row.kind == "claimed":
+            claimed.append(claimed_row(row))
+        elif row.kind == "promote":
+            promote = True
         else:
-            claimed.append(_claimed(row))
-    return Saved(
-        succeeded=[o.job.job_id for o in done if o.job.job_id in saved],
-        retried=[o.job.job_id for o in bad if saved.get(o.job.job_id) == "queued"],
-        failed=[o.job.job_id for o in bad if saved.get(o.job.job_id) == "failed"],
-        lost=[o for o in outcomes if o.job.job_id not in saved],
-    ), claimed
+            limited.append(row.queue)
+    return Cycle(
+        Saved(
+            succeeded=[o.job.job_id for o in done if o.job.job_id in saved],
+            retried=[o.job.job_id for o in bad if saved.get(o.job.job_id) == "queued"],
+            failed=[o.job.job_id for o in bad if saved.get(o.job.job_id) == "failed"],
+            lost=[o for o in outcomes if o.job.job_id not in saved],
+        ),
+        claimed,
+        promote,
+        limited,
+    )
 
 
 def _completed(done: Sequence[Outcome]) -> dict[str, list[object]]:
@@ -90,7 +112,7 @@ def _failed(bad: Sequence[Outcome]) -> dict[str, list[object]]:
     }
 
 
-def _claimed(row: Row[Any]) -> Claimed:
+def claimed_row(row: Row[Any]) -> Claimed:
     """A claimed row as the worker holds it, decoding what may not decode."""
     payload, problem = payloads.decode(row.payload)
     scheduled_for = None
@@ -120,16 +142,44 @@ def _occurrence(epoch: str, zone: str | None) -> datetime:
         return moment
 
 
+#: Fresh jobs one promoter transaction looks at.
+PROMOTE_BATCH = 200
+
+
+def promote(engine: Engine) -> int:
+    """Let in what fresh waiting jobs' keys have room for; returns how many were let in.
+
+    One transaction: take a batch of fresh jobs, lock their keys, promote.
+    """
+    with engine.begin() as conn:
+        keys = sorted({k for k in conn.execute(sql.TAKE_FRESH, {"limit": PROMOTE_BATCH}).scalars()})
+        if not keys:
+            return 0
+        conn.execute(sql.LOCK_FLOW_KEYS, {"namespace": sql.FLOW_NAMESPACE, "keys": keys})
+        return int(conn.execute(sql.PROMOTE, {"keys": keys}).scalar_one())
+
+
+def claim_limited(engine: Engine, worker_id: str, queue: str, limit: int) -> list[Claimed]:
+    """Claim up to `limit` jobs from a limited queue within its limits; [] if a peer is at it."""
+    if limit <= 0:
+        return []
+    with engine.begin() as conn:
+        if conn.execute(sql.LOCK_QUEUE_LIMIT, {"queue": queue}).first() is None:
+            return []
+        params = {"queue": queue, "limit": limit, "worker_id": worker_id}
+        return [claimed_row(row) for row in conn.execute(sql.CLAIM_LIMITED, params)]
+
+
 def claim(
     conn: Connection, worker_id: str, queues: Sequence[str] | None, limit: int
 ) -> list[Claimed]:
-    """Lock up to `limit` due jobs for `worker_id`."""
-    return cycle(conn, worker_id, (), queues, limit)[1]
+    """Lock up to `limit` due jobs for `worker_id` (not from limited queues)."""
+    return cycle(conn, worker_id, (), queues, limit).claimed
 
 
 def save_outcomes(conn: Connection, worker_id: str, outcomes: Sequence[Outcome]) -> Saved:
     """Record finished attempts, whatever their number, in one statement."""
-    return cycle(conn, worker_id, outcomes, None, 0)[0]
+    return cycle(conn, worker_id, outcomes, None, 0).saved
 
 
 def set_progress(

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.config import get_payload_limits
-from app.jobs import options, sql
+from app.jobs import flow, options, sql
 from app.jobs.errors import UnknownJob
 from app.jobs.ids import new_job_id, new_job_ids
 from app.jobs.registry import JobSpec, registry
@@ -39,6 +39,10 @@ class JobRequest:
     max_attempts: int | None = None
     unique_key: str | None = None
     context: str = ""
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    ordering_key: str | None = None
+    on_failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,12 @@ class _Row:
     max_attempts: int
     unique_key: str | None
     context: str
+    flow: flow.Flow | None
 
     def columns(self) -> dict[str, Any]:
         """The values as statement parameters; the payload goes as JSON text."""
-        return dict(self.__dict__)
+        values = {key: value for key, value in self.__dict__.items() if key != "flow"}
+        return values | (flow.NO_FLOW if self.flow is None else self.flow.columns())
 
 
 def _prepare(request: JobRequest) -> _Row:
@@ -88,6 +94,23 @@ def _prepare(request: JobRequest) -> _Row:
         if request.unique_key is None
         else options.text(request.unique_key, "unique_key", max_bytes=options.MAX_UNIQUE_KEY_BYTES),
         context=options.text(request.context, "context", max_chars=options.MAX_CONTEXT_CHARS),
+        flow=_flow(spec, request, document),
+    )
+
+
+def _flow(spec: JobSpec, request: JobRequest, payload: Mapping[str, Any]) -> flow.Flow | None:
+    """The job's flow key: the request's, else the handler's (a key given in the
+    request replaces the handler's key of either kind)."""
+    keyed = request.concurrency_key is not None or request.ordering_key is not None
+    source = request if keyed else spec
+    return flow.resolve(
+        payload,
+        concurrency_key=source.concurrency_key,
+        concurrency_limit=request.concurrency_limit
+        if request.concurrency_limit is not None
+        else source.concurrency_limit,
+        ordering_key=source.ordering_key,
+        on_failure=request.on_failure if request.on_failure is not None else source.on_failure,
     )
 
 
@@ -103,26 +126,37 @@ def enqueue(
     max_attempts: int | None = None,
     unique_key: str | None = None,
     context: str = "",
+    concurrency_key: str | None = None,
+    concurrency_limit: int | None = None,
+    ordering_key: str | None = None,
+    on_failure: str | None = None,
     cron_name: str | None = None,
     scheduled_for: datetime | None = None,
 ) -> uuid.UUID:
     """Add a job to the caller's transaction and return its id; does not commit.
 
     Raises `UnknownJob` or `InvalidPayload` before anything is written. With a
-    `unique_key`, a live (queued or running) job with the same key is returned
-    instead of adding a second one. Higher `priority` runs first.
+    `unique_key`, a live (waiting, queued or running) job with the same key is
+    returned instead of adding a second one. Higher `priority` runs first.
+    With a `concurrency_key` at most `concurrency_limit` (default 1) jobs of
+    that key run at once; with an `ordering_key` they run one at a time, in
+    order (see `app.jobs.flow`).
     """
     row = _prepare(
         JobRequest(
-            name,
-            {} if payload is None else payload,
-            queue,
-            priority,
-            run_at,
-            delay,
-            max_attempts,
-            unique_key,
-            context,
+            name=name,
+            payload={} if payload is None else payload,
+            queue=queue,
+            priority=priority,
+            run_at=run_at,
+            delay=delay,
+            max_attempts=max_attempts,
+            unique_key=unique_key,
+            context=context,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
+            ordering_key=ordering_key,
+            on_failure=on_failure,
         )
     )
     scheduled_for = options.moment(scheduled_for, "scheduled_for")
@@ -212,6 +246,7 @@ def enqueue_many(session: Session, requests: Iterable[JobRequest]) -> list[uuid.
                     "max_attempts": row.max_attempts,
                     "unique_key": row.unique_key,
                     "context": row.context,
+                    **(flow.NO_FLOW if row.flow is None else row.flow.columns()),
                 }
             )[:-1]
             + ', "payload": '

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
-from app.jobs import options, payloads
+from app.jobs import flow, options, payloads
 from app.jobs.context import JobContext
 from app.jobs.errors import InvalidPayload, UnknownJob
 from app.jobs.redact import redact
@@ -46,6 +46,12 @@ class JobSpec:
     max_attempts: int = 10
     #: Seconds a run may take before it is interrupted and retried; None: no limit.
     timeout: float | None = None
+    #: Flow control defaults (`app/jobs/flow.py`): a key or a template of the
+    #: payload ("user:{user_id}"), the concurrency limit, what a failure does.
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    ordering_key: str | None = None
+    on_failure: str | None = None
 
     @cached_property
     def context_param(self) -> str | None:
@@ -149,21 +155,51 @@ class Registry:
         priority: int = 0,
         max_attempts: int = 10,
         timeout: float | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
+        ordering_key: str | None = None,
+        on_failure: str | None = None,
     ) -> Callable[[F], F]:
-        """Register the decorated function as the handler of `name`."""
+        """Register the decorated function as the handler of `name`.
+
+        `concurrency_key` (with `concurrency_limit`, default 1) or
+        `ordering_key` (with `on_failure`: "continue" or "block") may be
+        templates filled from each payload, e.g. "user:{user_id}".
+        """
         options.job_name(name)
         options.queue_name(queue)
         options.whole(priority, "priority", *options.INT4)
         options.whole(max_attempts, "max_attempts", 1, options.MAX_ATTEMPTS)
         if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        for key, what in ((concurrency_key, "concurrency_key"), (ordering_key, "ordering_key")):
+            if key is not None:
+                flow.check_template(options.text(key, what, max_bytes=flow.MAX_KEY_BYTES), what)
+        flow.resolve(  # refuses contradictory defaults now, not at the first enqueue
+            {},
+            concurrency_key=None if concurrency_key is None else "k",
+            concurrency_limit=concurrency_limit,
+            ordering_key=None if ordering_key is None else "k",
+            on_failure=on_failure,
+        )
 
         def register(func: F) -> F:
             existing = self._specs.get(name)
             if existing is not None and existing.func is not func:
                 qualname = f"{existing.func.__module__}.{existing.func.__qualname__}"
                 raise ValueError(f"job name {name!r} is already registered by {qualname}")
-            self._specs[name] = JobSpec(name, func, queue, priority, max_attempts, timeout)
+            self._specs[name] = JobSpec(
+                name,
+                func,
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                concurrency_key=concurrency_key,
+                concurrency_limit=concurrency_limit,
+                ordering_key=ordering_key,
+                on_failure=on_failure,
+            )
             return func
 
         return register

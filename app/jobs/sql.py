@@ -23,12 +23,16 @@ _FINISHED = "('succeeded', 'failed', 'cancelled')"
 # Never commits: the caller's transaction decides whether the job exists.
 _ENQUEUE = """
 INSERT INTO jobs (job_id, name, payload, queue, priority, run_at, max_attempts,
-                  unique_key, context, cron_name, scheduled_for, scheduled_zone)
+                  unique_key, context, cron_name, scheduled_for, scheduled_zone,
+                  state, flow_key, flow_limit, flow_kind, flow_fresh)
 VALUES (:job_id, :name, CAST(:payload AS jsonb), :queue, :priority,
         coalesce(CAST(:run_at AS timestamptz),
                  now() + make_interval(secs => CAST(:delay AS double precision))),
         :max_attempts, :unique_key, :context, :cron_name, CAST(:scheduled_for AS timestamptz),
-        :scheduled_zone)
+        :scheduled_zone,
+        -- A job with a flow key waits for the promoter to let it in (see flow below).
+        CASE WHEN CAST(:flow_key AS text) IS NULL THEN 'queued' ELSE 'waiting' END,
+        :flow_key, :flow_limit, :flow_kind, CAST(:flow_key AS text) IS NOT NULL)
 {on_conflict}
 RETURNING job_id
 """
@@ -41,7 +45,7 @@ ENQUEUE_UNIQUE = text(_ENQUEUE.format(on_conflict="ON CONFLICT DO NOTHING"))
 
 FIND_LIVE_BY_UNIQUE_KEY = text("""
 SELECT job_id FROM jobs
-WHERE unique_key = :unique_key AND state IN ('queued', 'running')
+WHERE unique_key = :unique_key AND state IN ('waiting', 'queued', 'running')
 """)
 
 FIND_OCCURRENCE = text("""
@@ -53,14 +57,16 @@ SELECT job_id FROM jobs WHERE cron_name = :cron_name AND scheduled_for = :schedu
 # a thousand elements each costs several times more).
 ENQUEUE_MANY = text("""
 INSERT INTO jobs (job_id, name, payload, queue, priority, run_at, max_attempts, unique_key,
-                  context)
+                  context, state, flow_key, flow_limit, flow_kind, flow_fresh)
 SELECT r.job_id, r.name, r.payload, r.queue, r.priority,
        coalesce(r.run_at, now() + make_interval(secs => r.delay)),
-       r.max_attempts, r.unique_key, r.context
+       r.max_attempts, r.unique_key, r.context,
+       CASE WHEN r.flow_key IS NULL THEN 'queued' ELSE 'waiting' END,
+       r.flow_key, r.flow_limit, r.flow_kind, r.flow_key IS NOT NULL
 FROM jsonb_to_recordset(CAST(:rows AS jsonb))
      AS r(job_id uuid, name text, payload jsonb, queue text, priority integer,
           run_at timestamptz, delay double precision, max_attempts integer,
-          unique_key text, context text)
+          unique_key text, context text, flow_key text, flow_limit integer, flow_kind text)
 ON CONFLICT DO NOTHING
 RETURNING job_id
 """)
@@ -80,7 +86,7 @@ FROM unnest(CAST(:done_ids AS uuid[]), CAST(:done_attempts AS integer[]),
             CAST(:results AS text[]))
      AS d(job_id, attempt, result)
 WHERE {_FENCE}
-RETURNING j.job_id, j.state
+RETURNING j.job_id, j.state, j.flow_key, j.flow_kind
 """
 
 # A failed attempt goes back to the queue after its backoff, unless it was the
@@ -105,8 +111,44 @@ FROM unnest(CAST(:failed_ids AS uuid[]), CAST(:failed_attempts AS integer[]),
             CAST(:delays AS double precision[]), CAST(:discards AS boolean[]))
      AS d(job_id, attempt, message, traceback, delay, discard)
 WHERE {_FENCE}
-RETURNING j.job_id, j.state
+RETURNING j.job_id, j.state, j.flow_key, j.flow_kind
 """
+
+# -- flow control --------------------------------------------------------------
+#
+# A job with a flow key counts against its key's limit while it is *active*:
+# queued (let in), running, or, for an ordering key that blocks, failed. Jobs
+# beyond the limit wait in state 'waiting', out of every claim's sight, so
+# claims stay plain index scans and cost nothing extra. Only the promoter
+# moves a job from waiting to queued (PROMOTE), one key at a time under a
+# lock, so a key never has more than its limit of active jobs. Whenever a
+# job leaves the active set, the same statement marks its key's next waiting
+# job *fresh*; workers run the promoter when they see a fresh job.
+
+#: A job is active for its key in these states (see ix_jobs_flow_active).
+ACTIVE = (
+    "(j.state IN ('queued', 'running') OR (j.state = 'failed' AND j.flow_kind = 'ordering_block'))"
+)
+
+
+def _freshen(keys: str) -> str:
+    """A CTE body that marks the next waiting job of each flow key in `keys` fresh.
+
+    `keys` is a query returning `flow_key` for jobs that just left the
+    active set; NULL keys are ignored.
+    """
+    return f"""
+    UPDATE jobs AS h SET flow_fresh = true
+    WHERE h.job_id IN (
+        SELECT (SELECT w.job_id FROM jobs w
+                WHERE w.state = 'waiting' AND w.flow_key = k.flow_key
+                ORDER BY w.priority DESC, w.job_id LIMIT 1)
+        FROM (SELECT DISTINCT flow_key FROM ({keys}) AS left_active
+              WHERE flow_key IS NOT NULL) AS k
+    )
+    RETURNING h.job_id
+"""
+
 
 #: The cycle's result columns. A saved outcome fills `job_id` and `state`; a
 #: claim fills all of them, in types that cannot fail to convert whatever a
@@ -136,6 +178,15 @@ def _result(kind: str, source: str, filled: dict[str, str], tail: str = "") -> s
 
 
 _SAVED = {"job_id": "job_id", "state": "state"}
+_FRESH_WAITING = """
+WHERE EXISTS (SELECT 1 FROM jobs WHERE state = 'waiting' AND flow_fresh)
+   OR EXISTS (SELECT 1 FROM freshened)
+"""
+_LIMITED_DUE = """
+WHERE EXISTS (SELECT 1 FROM jobs q
+              WHERE q.state = 'queued' AND q.queue = l.queue AND q.run_at <= now())
+  {limited_filter}
+"""
 _CLAIMED = {name: name for name in CYCLE_COLUMNS}
 
 # One worker cycle in one statement, and so one round trip and one commit:
@@ -145,11 +196,19 @@ _CLAIMED = {name: name for name in CYCLE_COLUMNS}
 _CYCLE = f"""
 WITH done AS ({_COMPLETE}),
 failed AS ({_FAIL}),
+freshened AS ({
+    _freshen(
+        "SELECT flow_key FROM done UNION ALL SELECT flow_key FROM failed "
+        "WHERE state = 'failed' AND flow_kind <> 'ordering_block'"
+    )
+}),
 picked AS (
     SELECT job_id FROM jobs
     WHERE state = 'queued' AND run_at <= now() {{queue_filter}}
-      -- A handful of rows at most, hashed once per statement.
-      AND queue NOT IN (SELECT queue FROM queue_pauses)
+      -- A handful of rows at most, hashed once per statement. Limited
+      -- queues are claimed apart, under their limit (CLAIM_LIMITED).
+      AND queue NOT IN (SELECT queue FROM queue_pauses
+                        UNION ALL SELECT queue FROM queue_limits)
     -- Matches ix_jobs_claim / ix_jobs_claim_queue column for column, so the
     -- planner walks the index and stops after LIMIT rows instead of sorting
     -- the whole backlog.
@@ -183,10 +242,23 @@ UNION ALL
 UNION ALL
 -- RETURNING has no order of its own: start jobs in claim order.
 ({_result("claimed", "claimed", _CLAIMED, "ORDER BY priority DESC, run_at")})
+UNION ALL
+-- Work for the promoter: one row if any waiting job is fresh.
+{_result("promote", "(SELECT 1) AS one", {}, _FRESH_WAITING)}
+UNION ALL
+-- Limited queues with due jobs, for the worker to claim from apart.
+{_result("limited", "queue_limits AS l", {"queue": "l.queue"}, _LIMITED_DUE)}
 """
-CYCLE_ANY = text(_CYCLE.format(queue_filter=""))
-CYCLE_ONE_QUEUE = text(_CYCLE.format(queue_filter="AND queue = :queue"))
-CYCLE_QUEUES = text(_CYCLE.format(queue_filter="AND queue = ANY(CAST(:queues AS text[]))"))
+CYCLE_ANY = text(_CYCLE.format(queue_filter="", limited_filter=""))
+CYCLE_ONE_QUEUE = text(
+    _CYCLE.format(queue_filter="AND queue = :queue", limited_filter="AND l.queue = :queue")
+)
+CYCLE_QUEUES = text(
+    _CYCLE.format(
+        queue_filter="AND queue = ANY(CAST(:queues AS text[]))",
+        limited_filter="AND l.queue = ANY(CAST(:queues AS text[]))",
+    )
+)
 
 SET_PROGRESS = text("""
 UPDATE jobs SET progress = :progress, progress_message = :message
@@ -335,21 +407,29 @@ lost AS (
                AND greatest(j.heartbeat_at, pg_postmaster_start_time())
                    < now() - make_interval(secs => :stale)))
     FOR UPDATE OF j SKIP LOCKED
-)
-UPDATE jobs AS j
-SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
-    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
-    locked_by = CASE WHEN j.attempts >= j.max_attempts THEN j.locked_by END,
-    locked_at = CASE WHEN j.attempts >= j.max_attempts THEN j.locked_at END,
-    heartbeat_at = NULL,
-    last_error = 'attempt ' || j.attempts || ' of ' || j.max_attempts || ' lost: '
-                 || lost.reason,
-    errors = j.errors || jsonb_build_array(jsonb_build_object(
-        'attempt', j.attempts, 'at', now(), 'worker', j.locked_by,
-        'error', 'lost: ' || lost.reason, 'traceback', NULL))
-FROM lost
-WHERE j.job_id = lost.job_id
-RETURNING j.job_id, j.name, j.state, j.last_error
+),
+rescued AS (
+    UPDATE jobs AS j
+    SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
+        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+        locked_by = CASE WHEN j.attempts >= j.max_attempts THEN j.locked_by END,
+        locked_at = CASE WHEN j.attempts >= j.max_attempts THEN j.locked_at END,
+        heartbeat_at = NULL,
+        last_error = 'attempt ' || j.attempts || ' of ' || j.max_attempts || ' lost: '
+                     || lost.reason,
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts, 'at', now(), 'worker', j.locked_by,
+            'error', 'lost: ' || lost.reason, 'traceback', NULL))
+    FROM lost
+    WHERE j.job_id = lost.job_id
+    RETURNING j.job_id, j.name, j.state, j.last_error, j.flow_key, j.flow_kind
+),
+freshened AS ({
+    _freshen(
+        "SELECT flow_key FROM rescued WHERE state = 'failed' AND flow_kind <> 'ordering_block'"
+    )
+})
+SELECT job_id, name, state, last_error FROM rescued
 """)
 
 PAUSE_QUEUE = text("""
@@ -365,10 +445,15 @@ SELECT pg_notify('pillars_jobs', queue) FROM resumed
 
 # Cancelling a running job does not interrupt its handler; the fence makes
 # the worker drop whatever outcome it later tries to save.
-CANCEL = text("""
-UPDATE jobs SET state = 'cancelled', finished_at = now(), heartbeat_at = NULL
-WHERE job_id = :job_id AND state IN ('queued', 'running')
-RETURNING job_id
+CANCEL = text(f"""
+WITH cancelled AS (
+    UPDATE jobs SET state = 'cancelled', finished_at = now(), heartbeat_at = NULL,
+                    flow_fresh = false
+    WHERE job_id = :job_id AND state IN ('waiting', 'queued', 'running')
+    RETURNING job_id, flow_key
+),
+freshened AS ({_freshen("SELECT flow_key FROM cancelled")})
+SELECT job_id, (SELECT count(pg_notify('pillars_jobs', '')) FROM freshened) FROM cancelled
 """)
 
 # A retried job gets one more attempt if it used them all, and wakes the
@@ -376,7 +461,10 @@ RETURNING job_id
 _RETRY = """
 WITH retried AS (
     UPDATE jobs AS j
-    SET state = 'queued', run_at = now(), finished_at = NULL, heartbeat_at = NULL,
+    -- A job with a flow key goes back through its key's limit.
+    SET state = CASE WHEN j.flow_key IS NULL THEN 'queued' ELSE 'waiting' END,
+        flow_fresh = j.flow_key IS NOT NULL,
+        run_at = now(), finished_at = NULL, heartbeat_at = NULL,
         locked_by = NULL, locked_at = NULL,
         max_attempts = greatest(j.max_attempts, j.attempts + 1)
     WHERE j.job_id IN (
@@ -385,8 +473,8 @@ WITH retried AS (
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
-      AND NOT EXISTS (SELECT 1 FROM jobs o
-                      WHERE o.unique_key = j.unique_key AND o.state IN ('queued', 'running'))
+      AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.unique_key = j.unique_key
+                      AND o.state IN ('waiting', 'queued', 'running'))
     RETURNING j.job_id, j.queue
 )
 SELECT job_id, pg_notify('pillars_jobs', queue) FROM retried
@@ -405,13 +493,15 @@ WITH gone AS (
     DELETE FROM jobs WHERE job_id IN (
         SELECT job_id FROM jobs WHERE {{condition}} LIMIT :limit
     )
-    RETURNING queue, state
-), tallied AS (
+    RETURNING queue, state, flow_key
+),
+freshened AS ({_freshen("SELECT flow_key FROM gone")}),
+tallied AS (
     INSERT INTO job_tallies (queue, state, count)
     SELECT queue, state, count(*) FROM gone WHERE state IN {_FINISHED} GROUP BY queue, state
     ON CONFLICT (queue, state) DO UPDATE SET count = job_tallies.count + excluded.count
 )
-SELECT count(*) FROM gone
+SELECT count(*), (SELECT count(pg_notify('pillars_jobs', '')) FROM freshened) FROM gone
 """
 DELETE_ONE = text(_DELETE.format(condition="job_id = :job_id AND state <> 'running'"))
 DELETE_FAILED = text(
@@ -428,3 +518,141 @@ PRUNE = text(
         "AND finished_at < now() - make_interval(secs => :older_than)"
     )
 )
+
+# -- flow control: the promoter and limited queues (app/jobs/flow.py) -----------
+
+#: Namespace of the transaction advisory locks that serialize one flow key's
+#: promotions (the second key is hashtext(flow_key)).
+FLOW_NAMESPACE = 0x50_464C  # "PFL"
+
+# The promoter's first step: take a batch of fresh jobs (others' batches are
+# skipped), clear their mark, and return their keys.
+TAKE_FRESH = text("""
+WITH fresh AS (
+    SELECT job_id FROM jobs WHERE state = 'waiting' AND flow_fresh
+    ORDER BY job_id LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs AS j SET flow_fresh = false FROM fresh WHERE j.job_id = fresh.job_id
+RETURNING j.flow_key
+""")
+
+# Second: lock the keys, in one order everywhere so two promoters never
+# deadlock. Held to the end of the transaction, so the next statement's
+# snapshot (taken after the locks) sees every promotion of these keys.
+LOCK_FLOW_KEYS = text("""
+SELECT count(pg_advisory_xact_lock(:namespace, key_hash))
+FROM (SELECT DISTINCT hashtext(key) AS key_hash FROM unnest(CAST(:keys AS text[])) AS key
+      ORDER BY key_hash) AS ordered
+""")
+
+# Third: let in as many of each key's waiting jobs as its limit has room for:
+# the limit of the job next in line, less the key's active jobs. A job let in
+# goes to the back of the line of ready jobs (its run_at becomes now, unless
+# it is scheduled later), so a key with a backlog takes turns with the others.
+PROMOTE = text(f"""
+WITH keys AS (SELECT DISTINCT unnest(CAST(:keys AS text[])) AS key),
+room AS (
+    SELECT k.key,
+           (SELECT w.flow_limit FROM jobs w
+            WHERE w.state = 'waiting' AND w.flow_key = k.key
+            ORDER BY w.priority DESC, w.job_id LIMIT 1)
+           - (SELECT count(*) FROM jobs j WHERE j.flow_key = k.key AND {ACTIVE}) AS room
+    FROM keys k
+),
+picked AS (
+    SELECT w.job_id FROM room r CROSS JOIN LATERAL (
+        SELECT w.job_id FROM jobs w
+        WHERE w.state = 'waiting' AND w.flow_key = r.key
+        ORDER BY w.priority DESC, w.job_id
+        LIMIT greatest(coalesce(r.room, 0), 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS w
+),
+promoted AS (
+    UPDATE jobs AS j SET state = 'queued', flow_fresh = false, run_at = greatest(j.run_at, now())
+    FROM picked WHERE j.job_id = picked.job_id
+    RETURNING j.queue
+)
+SELECT (SELECT count(*) FROM promoted),
+       (SELECT count(pg_notify('pillars_jobs', queue))
+        FROM (SELECT DISTINCT queue FROM promoted) AS q)
+""")
+
+# A limited queue is claimed from by one worker at a time: the row lock on its
+# limits (others skip the queue for this cycle), then a claim in a statement
+# of its own whose snapshot, taken after the lock, sees every claim made
+# under it. Running jobs are counted from the table, so a crashed worker's
+# jobs free their places as soon as they are rescued: nothing can leak.
+LOCK_QUEUE_LIMIT = text("""
+SELECT queue FROM queue_limits WHERE queue = :queue FOR UPDATE SKIP LOCKED
+""")
+
+CLAIM_LIMITED = text(f"""
+WITH limits AS (
+    SELECT concurrency, rate, burst,
+           -- The token bucket, refilled for the time since it was last drawn from.
+           least(burst, tokens + rate * extract(epoch FROM now() - refilled_at)) AS tokens
+    FROM queue_limits WHERE queue = :queue
+),
+room AS (
+    SELECT least(
+        :limit,
+        coalesce(l.concurrency - (SELECT count(*) FROM jobs r
+                                  WHERE r.state = 'running' AND r.queue = :queue), :limit),
+        coalesce(CAST(floor(l.tokens) AS integer), :limit)
+    ) AS n
+    FROM limits l
+),
+picked AS (
+    SELECT job_id FROM jobs
+    WHERE state = 'queued' AND run_at <= now() AND queue = :queue
+      AND queue NOT IN (SELECT queue FROM queue_pauses)
+    ORDER BY priority DESC, run_at
+    LIMIT (SELECT greatest(n, 0) FROM room)
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE jobs AS j
+    SET state = 'running', attempts = j.attempts + 1, locked_by = :worker_id,
+        locked_at = clock_timestamp(), heartbeat_at = now(), started_at = now(),
+        progress = NULL, progress_message = NULL
+    FROM picked
+    WHERE j.job_id = picked.job_id
+    RETURNING {", ".join(f"{claim} AS {name}" for name, (_, claim) in CYCLE_COLUMNS.items())},
+              j.priority, j.run_at
+),
+spent AS (
+    UPDATE queue_limits
+    SET tokens = (SELECT tokens FROM limits) - (SELECT count(*) FROM claimed),
+        refilled_at = now()
+    WHERE queue = :queue AND rate IS NOT NULL
+)
+{_result("claimed", "claimed", _CLAIMED, "ORDER BY priority DESC, run_at")}
+""")
+
+# Setting limits starts with a full bucket; the workers are woken so a raised
+# limit takes effect at once.
+SET_QUEUE_LIMIT = text("""
+WITH saved AS (
+    INSERT INTO queue_limits (queue, concurrency, rate, burst, tokens, set_by)
+    VALUES (:queue, :concurrency, :rate, :burst, coalesce(:burst, 0), :set_by)
+    ON CONFLICT (queue) DO UPDATE
+    SET concurrency = excluded.concurrency, rate = excluded.rate, burst = excluded.burst,
+        tokens = least(coalesce(excluded.burst, 0), queue_limits.tokens
+                       + coalesce(queue_limits.rate, 0)
+                       * extract(epoch FROM now() - queue_limits.refilled_at)),
+        refilled_at = now(), set_at = now(), set_by = excluded.set_by
+    RETURNING queue
+)
+SELECT queue, pg_notify('pillars_jobs', queue) FROM saved
+""")
+
+QUEUE_LIMITS = text("""
+SELECT queue, concurrency, rate, burst, set_at, set_by FROM queue_limits ORDER BY queue
+""")
+
+CLEAR_QUEUE_LIMIT = text("""
+WITH cleared AS (DELETE FROM queue_limits WHERE queue = :queue RETURNING queue)
+SELECT queue, pg_notify('pillars_jobs', queue) FROM cleared
+""")

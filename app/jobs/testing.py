@@ -44,8 +44,12 @@ def drain(
     worker_id = f"drain:{uuid.uuid4().hex[:8]}"
     drained = Drained()
     while drained.total < max_jobs:
+        claims.promote(engine)
         with engine.begin() as conn:
-            batch = claims.claim(conn, worker_id, queues, 1)
+            found = claims.cycle(conn, worker_id, (), queues, 1)
+        batch = found.claimed
+        for queue in found.limited if not batch else ():
+            batch = batch or claims.claim_limited(engine, worker_id, queue, 1)
         if not batch:
             break
         outcome = execute(batch[0])
@@ -60,8 +64,9 @@ def drain(
 def enqueued_jobs(
     session: Session, name: str, payload: Mapping[str, Any] | None = None
 ) -> list[Job]:
-    """Return queued jobs named `name` whose payload contains `payload` (JSON containment)."""
-    query = select(Job).where(Job.name == name, Job.state == "queued")
+    """Return jobs named `name` not yet started (queued, or waiting for their flow key)
+    whose payload contains `payload` (JSON containment)."""
+    query = select(Job).where(Job.name == name, Job.state.in_(("waiting", "queued")))
     if payload is not None:
         query = query.where(Job.payload.contains(dict(payload)))
     return list(session.scalars(query.order_by(Job.created_at)))
@@ -73,7 +78,9 @@ def assert_enqueued(
     """Assert that exactly `count` queued jobs match; the message lists what is queued."""
     found = enqueued_jobs(session, name, payload)
     if len(found) != count:
-        queued = session.execute(select(Job.name, Job.payload).where(Job.state == "queued"))
+        queued = session.execute(
+            select(Job.name, Job.payload).where(Job.state.in_(("waiting", "queued")))
+        )
         listing = "\n".join(f"  {n} {p}" for n, p in queued) or "  (nothing queued)"
         raise AssertionError(
             f"expected {count} queued {name!r} job(s) with payload ⊇ {payload}, "

@@ -119,7 +119,8 @@ class Worker:
         if not outcomes and free <= 0:
             return
         try:
-            saved, claimed = claims.cycle(self._connection(), self.id, outcomes, self.queues, free)
+            done = claims.cycle(self._connection(), self.id, outcomes, self.queues, free)
+            claimed = done.claimed + self._flow(done, free - len(done.claimed))
         except exc.SQLAlchemyError as error:
             self._drop_connection()
             if outcomes and not is_connection_fault(error):
@@ -136,7 +137,7 @@ class Worker:
             self._drop_connection()
             self.stopping.wait(1.0)
             return
-        for lost in saved.lost:
+        for lost in done.saved.lost:
             log.warning(
                 "job %s %s: claim was lost before its outcome was saved (rescued "
                 "elsewhere); outcome dropped",
@@ -148,6 +149,18 @@ class Worker:
         for job in claimed:
             spec = registry.get(job.name) if job.name in registry else None
             self._threads.submit(job, spec.timeout if spec else None)
+
+    def _flow(self, done: claims.Cycle, free: int) -> list[Claimed]:
+        """Promote fresh waiting jobs, and claim from limited queues into the free slots.
+
+        Jobs let in by the promoter are claimed by the next cycle, at once.
+        """
+        if done.promote and claims.promote(self.engine):
+            self._wake.set()
+        claimed: list[Claimed] = []
+        for queue in done.limited:
+            claimed += claims.claim_limited(self.engine, self.id, queue, free - len(claimed))
+        return claimed
 
     def _save_apart(self, outcomes: list[Outcome]) -> None:
         """Save outcomes one by one, so one the database refuses cannot hold up the rest.

@@ -42,14 +42,19 @@ def in_flight(session: Session, user_id: int) -> int:
         .where(
             Export.user_id == user_id,
             Export.finished_at.is_(None),
-            Job.state.in_(("queued", "running")),
+            Job.state.in_(("waiting", "queued", "running")),
         )
     )
     return session.scalar(query) or 0
 
 
 def create_export(
-    session: Session, user_id: int, filename: str, data: bytes, in_flight_max: int
+    session: Session,
+    user_id: int,
+    filename: str,
+    data: bytes,
+    in_flight_max: int,
+    builds_at_once: int = 1,
 ) -> Export:
     """Check the head of the upload, store it and queue its report, in the caller's transaction.
 
@@ -57,7 +62,9 @@ def create_export(
     The count and the insert happen under a transaction advisory lock per
     user, so concurrent uploads (any process, any machine) are counted one
     after the other and the cap is exact; the lock ends with the transaction.
-    Rows are counted by the worker, which reads the whole file.
+    Rows are counted by the worker, which reads the whole file. At most
+    `builds_at_once` of one user's reports are built at a time, whatever the
+    number of workers (a concurrency key per user): users take turns.
     """
     head = csvfile.check_head(data)
     session.execute(
@@ -76,7 +83,12 @@ def create_export(
     session.add(export)
     session.flush()  # the id goes into the job's payload
     export.job_id = enqueue(
-        session, "reports.build", {"export_id": export.id}, context=f"user {user_id}"
+        session,
+        "reports.build",
+        {"export_id": export.id},
+        context=f"user {user_id}",
+        concurrency_key=f"user:{user_id}",
+        concurrency_limit=builds_at_once,
     )
     return export
 
@@ -136,6 +148,8 @@ def status(session: Session, export: Export) -> Status:
         progress = (job.progress or 0.0) if job is not None else 0.0
         return Status("failed", progress, "Failed", error=export.error or UNEXPLAINED)
     progress = job.progress or 0.0
+    if job.state == "waiting":  # the user's earlier reports are built first
+        return Status("queued", progress, "Waiting", "for your earlier reports")
     if job.state == "queued" and job.attempts > 0:
         return Status("queued", progress, "Waiting", "retrying after an error")
     if job.state == "queued":

@@ -45,6 +45,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         health,
         jobs_cli,
         limits,
+        limits_cli,  # noqa: F401 (adds `flask jobs limit` and `limits`)
         metrics,
         pages,
         security,

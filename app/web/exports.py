@@ -73,7 +73,14 @@ def create() -> ResponseReturnValue:
     limits.enforce_now(limits.uploads(user.id))  # counts even if refused below; else 429
     try:
         name, data = _read_upload(request.files.get("file"), settings.upload_max_bytes)
-        export = service.create_export(session, user.id, name, data, settings.reports_in_flight_max)
+        export = service.create_export(
+            session,
+            user.id,
+            name,
+            data,
+            settings.reports_in_flight_max,
+            settings.report_builds_per_user,
+        )
     except UploadRefused as exc:
         return _index(str(exc), exc.status)
     except InvalidCSV as exc:
