@@ -12,7 +12,8 @@ throughout:
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
 #: Namespace of the session advisory locks that prove a process is alive
 #: (first key of `pg_advisory_lock(int, int)`; the second is `workers.lock_key`).
@@ -37,6 +38,20 @@ VALUES (:job_id, :name, CAST(:payload AS jsonb), :queue, :priority,
 RETURNING job_id
 """
 ENQUEUE = text(_ENQUEUE.format(on_conflict=""))
+
+
+def for_driver(statement: TextClause) -> str:
+    """`statement` in psycopg's own parameter style, to run on the driver connection."""
+    return str(statement.compile(dialect=psycopg_dialect()))  # type: ignore[no-untyped-call]
+
+
+# The common enqueue, in one round trip: the INSERT inside a savepoint, so
+# that whatever the database might still refuse leaves the caller's
+# transaction usable. Sent as one simple query with the values bound by the
+# client (psycopg's ClientCursor): a savepoint this way costs no extra trip.
+ENQUEUE_IN_SAVEPOINT = (
+    f"SAVEPOINT pillars_enqueue; {for_driver(ENQUEUE)}; RELEASE SAVEPOINT pillars_enqueue"
+)
 # ON CONFLICT DO NOTHING without a target covers both partial unique indexes:
 # a live job with the same unique_key, and a second job for one cron occurrence.
 # The caller then looks the existing job up. Only used when a key is given:
@@ -70,6 +85,15 @@ FROM jsonb_to_recordset(CAST(:rows AS jsonb))
 ON CONFLICT DO NOTHING
 RETURNING job_id
 """)
+ENQUEUE_MANY_DRIVER = for_driver(ENQUEUE_MANY)
+
+# A large batch that needs nothing computed by the database but its defaults
+# (run_at = now(), so every job is due by the database's clock) goes by COPY.
+# Insert triggers fire for COPY too: workers are woken as after an INSERT.
+ENQUEUE_COPY = """
+COPY jobs (job_id, name, payload, queue, priority, max_attempts, context, state,
+           flow_key, flow_limit, flow_kind, flow_fresh) FROM STDIN
+"""
 
 # The fence (see module docstring), for statements joined to a batch `d`.
 _FENCE = """
@@ -165,6 +189,7 @@ CYCLE_COLUMNS: dict[str, tuple[str, str]] = {
     "max_attempts": ("integer", "j.max_attempts"),
     "scheduled_for": ("text", "CAST(extract(epoch FROM j.scheduled_for) AS text)"),
     "scheduled_zone": ("text", "j.scheduled_zone"),
+    "priority": ("integer", "j.priority"),
 }
 
 
@@ -234,7 +259,7 @@ claimed AS (
     FROM picked
     WHERE j.job_id = picked.job_id
     RETURNING {", ".join(f"{claim} AS {name}" for name, (_, claim) in CYCLE_COLUMNS.items())},
-              j.priority, j.run_at
+              j.run_at
 )
 {_result("saved", "done", _SAVED)}
 UNION ALL
@@ -250,6 +275,7 @@ UNION ALL
 {_result("limited", "queue_limits AS l", {"queue": "l.queue"}, _LIMITED_DUE)}
 """
 CYCLE_ANY = text(_CYCLE.format(queue_filter="", limited_filter=""))
+#: Each cycle statement as the worker runs it, on the driver (see app.db.on_driver).
 CYCLE_ONE_QUEUE = text(
     _CYCLE.format(queue_filter="AND queue = :queue", limited_filter="AND l.queue = :queue")
 )
@@ -259,6 +285,9 @@ CYCLE_QUEUES = text(
         limited_filter="AND l.queue = ANY(CAST(:queues AS text[]))",
     )
 )
+CYCLE_DRIVER = {
+    statement: for_driver(statement) for statement in (CYCLE_ANY, CYCLE_ONE_QUEUE, CYCLE_QUEUES)
+}
 
 SET_PROGRESS = text("""
 UPDATE jobs SET progress = :progress, progress_message = :message
@@ -620,7 +649,7 @@ claimed AS (
     FROM picked
     WHERE j.job_id = picked.job_id
     RETURNING {", ".join(f"{claim} AS {name}" for name, (_, claim) in CYCLE_COLUMNS.items())},
-              j.priority, j.run_at
+              j.run_at
 ),
 spent AS (
     UPDATE queue_limits
