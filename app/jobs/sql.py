@@ -101,6 +101,25 @@ j.job_id = d.job_id AND j.attempts = d.attempt
 AND j.locked_by = :worker_id AND j.state = 'running'
 """
 
+#: A job that used its last attempt; a failure then ends it.
+_LAST_ATTEMPT = "j.attempts >= j.max_attempts"
+
+
+def _ended(final: str, retry_at: str | None) -> str:
+    """The SET clauses of an attempt that failed or was lost: when `final` holds the job
+    ends `failed` (keeping who held it last), otherwise it goes back to the queue, to run
+    at `retry_at` (None: keeping its place)."""
+    run_at = (
+        ""
+        if retry_at is None
+        else f"run_at = CASE WHEN {final} THEN j.run_at ELSE {retry_at} END,\n    "
+    )
+    return f"""state = CASE WHEN {final} THEN 'failed' ELSE 'queued' END, {run_at}
+    finished_at = CASE WHEN {final} THEN now() END,
+    locked_by = CASE WHEN {final} THEN j.locked_by END,
+    locked_at = CASE WHEN {final} THEN j.locked_at END"""
+
+
 _COMPLETE = f"""
 UPDATE jobs AS j
 SET state = 'succeeded', finished_at = now(), heartbeat_at = NULL,
@@ -118,13 +137,7 @@ RETURNING j.job_id, j.state, j.flow_key, j.flow_kind
 # Every attempt's error is kept in `errors`; `last_error` has the newest.
 _FAIL = f"""
 UPDATE jobs AS j
-SET state = CASE WHEN d.discard OR j.attempts >= j.max_attempts
-                 THEN 'failed' ELSE 'queued' END,
-    run_at = CASE WHEN d.discard OR j.attempts >= j.max_attempts
-                  THEN j.run_at ELSE now() + make_interval(secs => d.delay) END,
-    finished_at = CASE WHEN d.discard OR j.attempts >= j.max_attempts THEN now() END,
-    locked_by = CASE WHEN d.discard OR j.attempts >= j.max_attempts THEN j.locked_by END,
-    locked_at = CASE WHEN d.discard OR j.attempts >= j.max_attempts THEN j.locked_at END,
+SET {_ended("d.discard OR " + _LAST_ATTEMPT, "now() + make_interval(secs => d.delay)")},
     heartbeat_at = NULL,
     last_error = d.message || coalesce(E'\\n\\n' || d.traceback, ''),
     errors = j.errors || jsonb_build_array(jsonb_build_object(
@@ -439,10 +452,7 @@ lost AS (
 ),
 rescued AS (
     UPDATE jobs AS j
-    SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
-        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
-        locked_by = CASE WHEN j.attempts >= j.max_attempts THEN j.locked_by END,
-        locked_at = CASE WHEN j.attempts >= j.max_attempts THEN j.locked_at END,
+    SET {_ended(_LAST_ATTEMPT, None)},
         heartbeat_at = NULL,
         last_error = 'attempt ' || j.attempts || ' of ' || j.max_attempts || ' lost: '
                      || lost.reason,
