@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
+from app.jobs.counts import Counts
 from app.jobs.stats import Overview
 from app.web.admin import chart, overview
 from app.web.admin.display import duration
@@ -165,7 +166,7 @@ def test_warns_about_a_long_transaction(
 
 
 def blank(dead: int, live: int, transaction: float | None) -> Overview:
-    return Overview({}, [], None, [], {}, [], dead, live, transaction)
+    return Overview(Counts({}, {}), [], None, [], {}, [], dead, live, transaction)
 
 
 @pytest.mark.parametrize(
