@@ -85,6 +85,7 @@ def db(engine: Engine) -> Engine:
         conn.execute(
             text(
                 "TRUNCATE jobs, job_tallies, workers, queue_pauses, cron_state, cron_events, users,"
+                " operator_actions,"
                 " login_attempts, rate_events, exports"
             )
         )

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask import Flask
+from flask.cli import AppGroup, ScriptInfo
 from sqlalchemy import exc
 
 from app import preflight
@@ -25,7 +25,9 @@ class DatabaseGroup(AppGroup):
         try:
             return super().invoke(ctx)
         except exc.SQLAlchemyError as error:
-            problem = preflight.explain(current_app.extensions["pillars_engine"], error)
+            # The command's app context has ended by now; the app has not.
+            app = ctx.ensure_object(ScriptInfo).load_app()
+            problem = preflight.explain(app.extensions["pillars_engine"], error)
             if problem is None:
                 raise
             raise click.ClickException(problem) from None

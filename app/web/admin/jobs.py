@@ -61,7 +61,7 @@ def index() -> ResponseReturnValue:
         after=after,
         next_cursor=None if following is None else following.encode(),
         too_slow=too_slow,
-        search_seconds=SEARCH_TIMEOUT_MS // 1000,
+        search_seconds=SEARCH_TIMEOUT_MS / 1000,
         refresh=REFRESH,
     )
 
