@@ -1,4 +1,4 @@
-"""`python3 dev.py up` as a newcomer runs it: all three pillars, and a clean stop that reads clean."""
+"""`python3 dev.py up` as a newcomer runs it: three pillars, and a clean stop that reads clean."""
 
 from __future__ import annotations
 
