@@ -127,17 +127,30 @@ def _pair_shares(conn: Connection, statistics: str, column: str) -> dict[tuple[s
     }
 
 
+def _state(state: str) -> str:
+    """`state` as a literal for SQL text.
+
+    Not a parameter: once psycopg prepares a statement that runs often, the
+    server may plan it once for any state, and such a generic plan cannot
+    use the partial index of the one state asked for (a running job among a
+    million rows then costs a full scan). The states are this module's own.
+    """
+    if state not in JOB_STATES:
+        raise ValueError(f"no job state {state!r}")
+    return f"'{state}'"
+
+
 def _capped(conn: Connection, state: str, cap: int) -> dict[str, int] | None:
     """Exact jobs per queue in `state`, or None when there are more than `cap`."""
     rows = conn.execute(
-        text("""
+        text(f"""
         -- The state's partial index (ix_jobs_claim_queue, index-only, for queued;
         -- ix_jobs_running; ix_jobs_ended_badly_newest) stops after :cap rows.
         SELECT queue, count(*) FROM (
-            SELECT queue FROM jobs WHERE state = :state LIMIT :cap
+            SELECT queue FROM jobs WHERE state = {_state(state)} LIMIT :cap
         ) AS t GROUP BY queue
     """),
-        {"state": state, "cap": cap + 1},
+        {"cap": cap + 1},
     ).all()
     found = {queue: count for queue, count in rows}
     return None if sum(found.values()) > cap else found
@@ -170,9 +183,10 @@ def _planned_rows(conn: Connection, state: str | None, name: str, queue: str | N
     """The planner's estimate of jobs with `name` (and `state`, `queue`): no rows read."""
     query = "SELECT 1 FROM jobs WHERE name = :name"
     params = {"name": name}
-    for column, value in (("state", state), ("queue", queue)):
-        if value is not None:
-            query, params[column] = f"{query} AND {column} = :{column}", value
+    if state is not None:
+        query += f" AND state = {_state(state)}"
+    if queue is not None:
+        query, params["queue"] = f"{query} AND queue = :queue", queue
     plan = conn.execute(text(f"EXPLAIN (FORMAT JSON) {query}"), params).scalar_one()
     document = json.loads(plan) if isinstance(plan, str) else plan
     return int(document[0]["Plan"]["Plan Rows"])
@@ -217,8 +231,10 @@ def _live_with_name(conn: Connection, state: str, name: str, queue: str | None) 
     """Exact queued or running jobs with `name` (and `queue`), read through the state's index."""
     in_queue = "" if queue is None else "AND queue = :queue"
     found: int = conn.execute(
-        text(f"SELECT count(*) FROM jobs WHERE state = :state AND name = :name {in_queue}"),
-        {"state": state, "name": name, "queue": queue},
+        text(
+            f"SELECT count(*) FROM jobs WHERE state = {_state(state)} AND name = :name {in_queue}"
+        ),
+        {"name": name, "queue": queue},
     ).scalar_one()
     return found
 
@@ -232,10 +248,10 @@ def _capped_total(conn: Connection, state: str, queue: str | None, cap: int) -> 
         -- The queue clause is left out rather than made optional with OR: a prepared
         -- statement's generic plan could then use no index at all.
         SELECT count(*) FROM (
-            SELECT 1 FROM jobs WHERE state = :state {in_queue} LIMIT :cap
+            SELECT 1 FROM jobs WHERE state = {_state(state)} {in_queue} LIMIT :cap
         ) AS t
     """),
-        {"state": state, "queue": queue, "cap": cap + 1},
+        {"queue": queue, "cap": cap + 1},
     ).scalar_one()
     return None if found > cap else found
 
