@@ -2,8 +2,9 @@
 
 Runs until SIGTERM or SIGINT, then exits 0. Any number may run at once:
 each occurrence is enqueued exactly once (see `app/cron/scheduler.py`).
-A schedule that cannot run as written stops it at start with one line
-naming the schedule, and exit status 2.
+A schedule that cannot run as written, a JOB_MODULES entry that is no
+module, or a database it cannot reach or that is not migrated stops it at
+start with one line that says what, and exit status 2.
 """
 
 from __future__ import annotations
@@ -16,20 +17,24 @@ from dotenv import load_dotenv
 
 def main() -> int:
     load_dotenv()
-    from app import logs
-    from app.config import get_settings
+    from app import logs, preflight
+    from app.config import ConfigError, get_settings
     from app.cron import ScheduleError, load_schedules
     from app.cron.scheduler import Scheduler
     from app.db import make_engine
 
     logs.configure("cron")
-    settings = get_settings()
     try:
+        settings = get_settings()
         schedules = load_schedules(settings.job_modules)
-    except ScheduleError as error:
+    except (ConfigError, ScheduleError) as error:
         print(f"cron: {error}", file=sys.stderr)
         return 2
     engine = make_engine(settings, pool_size=2, application_name="pillars-cron")
+    problem = preflight.check(engine)
+    if problem is not None:
+        print(f"cron: {problem}", file=sys.stderr)
+        return 2
     scheduler = Scheduler(engine, settings, schedules)
     signal.signal(signal.SIGTERM, lambda signum, frame: scheduler.stop())
     signal.signal(signal.SIGINT, lambda signum, frame: scheduler.stop())

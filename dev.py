@@ -2,15 +2,16 @@
 """Set up and run Pillars on a machine that has nothing but Python 3.11+.
 
     python3 dev.py up      # web + worker + cron from Procfile.dev
+    python3 dev.py flask ...  # the Flask CLI on the same database (users make-admin, jobs, cron)
     python3 dev.py test    # the test suite (extra arguments go to pytest)
     python3 dev.py check   # ruff, mypy and the migration drift check
     python3 dev.py bench [--rounds N] [--quick] [--only PARTS]  # docs/benchmarks.md
     python3 dev.py faults [--long]  # the fault-injection suite (short by default)
 
 Creates `.venv` and installs the project into it on first use (again when
-pyproject.toml changes). Without DATABASE_URL, `up` runs an embedded
-PostgreSQL with its data in `.pillars/pgdata`; with it, that server is used.
-On its first run `up` writes a random SECRET_KEY into `.env`.
+pyproject.toml changes). Without DATABASE_URL, `up` and `flask` run an
+embedded PostgreSQL with its data in `.pillars/pgdata`; with it, that server
+is used. On its first run `up` writes a random SECRET_KEY into `.env`.
 """
 
 from __future__ import annotations
@@ -50,10 +51,26 @@ def ensure_venv() -> Path:
             "--quiet",
             "--disable-pip-version-check",
         ]
-        subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+        _quietly([*pip, "--upgrade", "pip"])
+        _quietly([*pip, "-e", f"{ROOT}[dev]"])
         STAMP.write_text(digest)
     return BIN / "python"
+
+
+def _quietly(command: list[str]) -> None:
+    """Run pip, showing its output only if it fails.
+
+    A successful editable install still prints setuptools' boxed warning
+    about folders named like the package, which reads like an error; the
+    whole output is kept in .venv/install.log either way.
+    """
+    done = subprocess.run(command, capture_output=True, text=True)
+    with (VENV / "install.log").open("a") as log:
+        log.write(f"$ {' '.join(command)}\n{done.stdout}{done.stderr}\n")
+    if done.returncode != 0:
+        sys.stdout.write(done.stdout)
+        sys.stderr.write(done.stderr)
+        sys.exit(f"dev: pip failed (exit {done.returncode}); its output is above")
 
 
 def in_venv() -> bool:
@@ -102,16 +119,27 @@ def ensure_secret_key(dotenv: Path) -> None:
     print(f"dev: wrote a random SECRET_KEY into {dotenv.name}", flush=True)
 
 
-def up() -> int:
-    """Migrate, then run web, worker and cron together until Ctrl-C."""
+def database() -> Any:
+    """Read `.env`; without DATABASE_URL, start (or join) the embedded server and point at it.
+
+    Returns the server handle (None for a server of your own): the embedded
+    server stops when the last process that holds a handle exits.
+    """
     from dotenv import load_dotenv
 
     ensure_secret_key(ROOT / ".env")
     load_dotenv(ROOT / ".env")
-    server = None
-    if not os.environ.get("DATABASE_URL"):
-        server = embedded_server(ROOT / ".pillars" / "pgdata", cleanup="stop")
-        os.environ["DATABASE_URL"] = ensure_database(server, "pillars")
+    if os.environ.get("DATABASE_URL"):
+        return None
+    server = embedded_server(ROOT / ".pillars" / "pgdata", cleanup="stop")
+    os.environ["DATABASE_URL"] = ensure_database(server, "pillars")
+    return server
+
+
+def up() -> int:
+    """Migrate, then run web, worker and cron together until Ctrl-C."""
+    server = database()
+    if server is not None:
         print(f"dev: embedded PostgreSQL at {os.environ['DATABASE_URL']}", flush=True)
     env = tool_env()
     subprocess.run([str(BIN / "alembic"), "upgrade", "head"], cwd=ROOT, env=env, check=True)
@@ -136,6 +164,20 @@ def up() -> int:
 
 def _interrupt() -> None:
     raise KeyboardInterrupt
+
+
+def flask(args: list[str]) -> int:
+    """The Flask CLI (`flask jobs`, `flask users make-admin`, `flask cron`) on `up`'s database.
+
+    While `up` runs, this joins its embedded server; otherwise it starts the
+    server for the command and stops it after.
+    """
+    server = database()
+    try:
+        command = [str(BIN / "flask"), "--app", "app.web.cli_base:create_cli_app", *args]
+        return subprocess.run(command, cwd=ROOT, env=tool_env()).returncode
+    finally:
+        del server
 
 
 def test(args: list[str]) -> int:
@@ -191,13 +233,15 @@ def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):  # noqa: UP036 (run by whatever python3 is installed)
         sys.exit("Pillars needs Python 3.11 or newer")
     command, args = (argv[0], argv[1:]) if argv else ("up", [])
-    if command not in {"up", "test", "check", "bench", "faults"}:
+    if command not in {"up", "flask", "test", "check", "bench", "faults"}:
         sys.exit(__doc__)
     if not in_venv():
         python = ensure_venv()
         os.execv(python, [str(python), __file__, command, *args])
     if command == "up":
         return up()
+    if command == "flask":
+        return flask(args)
     if command == "test":
         return test(args)
     if command == "check":

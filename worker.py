@@ -1,7 +1,10 @@
 """The worker pillar: `python worker.py [--queues a,b] [--concurrency N]`.
 
 Runs jobs from the queue until SIGTERM or SIGINT, then finishes what it runs
-within the grace period (WORKER_SHUTDOWN_GRACE) and exits 0.
+within the grace period (WORKER_SHUTDOWN_GRACE) and exits 0. A setup it
+cannot work with (a JOB_MODULES entry that is no module, a database it
+cannot reach or that is not migrated) stops it at start with one line that
+says what to do, and exit status 2.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from dotenv import load_dotenv
 
 def main(argv: list[str] | None = None) -> int:
     load_dotenv()
-    from app import logs
-    from app.config import get_settings
+    from app import logs, preflight
+    from app.config import ConfigError, get_settings
     from app.db import get_engine
     from app.jobs import load_job_modules, options
     from app.jobs.worker import Worker
@@ -31,8 +34,16 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             parser.error(str(error))
     logs.configure("worker")
-    settings = get_settings()
-    load_job_modules(settings.job_modules)
+    try:
+        settings = get_settings()
+        load_job_modules(settings.job_modules)
+    except ConfigError as error:
+        print(f"worker: {error}", file=sys.stderr)
+        return 2
+    problem = preflight.check(get_engine())
+    if problem is not None:
+        print(f"worker: {problem}", file=sys.stderr)
+        return 2
     worker = Worker(get_engine(), settings, queues=queues, concurrency=args.concurrency)
     worker.install_signal_handlers()
     return worker.run()

@@ -196,6 +196,18 @@ class Job(Base):
             unique=True,
             postgresql_where=text("cron_name IS NOT NULL"),
         ),
+        # The dashboard's payload search (`payload @> '{"report_id": 7}'`) over
+        # finished jobs, the bulk of the table. Partial, so a job enters it once,
+        # when it ends: enqueue and claim never touch it, and live jobs are
+        # searched through their own small partial indexes instead. jsonb_path_ops
+        # serves only @>, with a smaller index than the default operator class.
+        Index(
+            "ix_jobs_payload_finished",
+            "payload",
+            postgresql_using="gin",
+            postgresql_ops={"payload": "jsonb_path_ops"},
+            postgresql_where=text("state IN ('succeeded', 'failed', 'cancelled')"),
+        ),
     )
 
 
@@ -275,6 +287,36 @@ class JobTally(Base):
     queue: Mapped[str] = mapped_column(Text, primary_key=True)
     state: Mapped[str] = mapped_column(Text, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class OperatorAction(Base):
+    """Something a person did to jobs, queues or schedules: who, what, when, through what.
+
+    Written in the transaction of the action itself, so the record and the
+    change commit together or not at all. `job_id` has no foreign key: the
+    record outlives a deleted or pruned job, and says who deleted it.
+    """
+
+    __tablename__ = "operator_actions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    #: An admin's email on the dashboard, `user@host` on the command line.
+    actor: Mapped[str] = mapped_column(Text)
+    via: Mapped[str] = mapped_column(Text)
+    #: A verb: retry, cancel, delete, enqueue, pause, resume, run, make-admin.
+    action: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    #: What was acted on when it is not one job: a queue, a schedule, an account, a filter.
+    subject: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    #: What came of it, in words.
+    detail: Mapped[str] = mapped_column(Text, server_default=text("''"))
+
+    __table_args__ = (
+        CheckConstraint("via IN ('dashboard', 'cli')", name="via"),
+        # A job's page lists what was done to it.
+        Index("ix_operator_actions_job_id", "job_id", postgresql_where=text("job_id IS NOT NULL")),
+    )
 
 
 class CronState(Base):

@@ -3,10 +3,14 @@
 Fills a scratch database (an embedded PostgreSQL, deleted at the end) with
 `--rows` jobs in one INSERT ... SELECT generate_series: one a second over
 the past days, 90 % succeeded, 5 % failed, 1 % cancelled, 4 % queued and a
-few running, in four queues under twenty names. Then VACUUM ANALYZE, as
+few running, in four queues under twenty names, each payload naming one of
+a thousand reports and one of four regions. Then VACUUM ANALYZE, as
 autovacuum would leave a settled table, and time each dashboard page
 through Flask's test client (the whole request: routing, queries,
 template), printing the median of `--runs` after one warm-up.
+
+Beside the pages, the same run times the exact `GROUP BY state, queue` the
+overview used to run on every view, the baseline its estimates replace.
 """
 
 from __future__ import annotations
@@ -36,7 +40,11 @@ INSERT INTO jobs (job_id, name, queue, state, payload, created_at, run_at, start
                   finished_at, attempts, max_attempts, locked_by, heartbeat_at, last_error, errors)
 SELECT gen_random_uuid(), 'bench.job' || (g % 20),
        (ARRAY['default', 'reports', 'mail', 'bulk'])[1 + g % 4],
-       s.state, jsonb_build_object('n', g, 'api_key', 'k-' || g), t.at, t.at,
+       s.state,
+       jsonb_build_object('n', g, 'report_id', g % 1000,
+                          'region', (ARRAY['north', 'south', 'east', 'west'])[1 + g % 4],
+                          'api_key', 'k-' || g),
+       t.at, t.at,
        CASE WHEN s.state <> 'queued' THEN t.at + interval '1 second' END,
        CASE WHEN s.state IN ('succeeded', 'failed', 'cancelled')
             THEN t.at + make_interval(secs => 2 + g % 30) END,
@@ -116,6 +124,7 @@ def pages(engine: Engine, rows: int) -> list[tuple[str, str]]:
     half, deep = rows // 2, rows // 40
     failed_after = cursor_at(engine, "state = 'failed'", deep)
     named_after = cursor_at(engine, "name = 'bench.job12'", deep)
+    report_after = cursor_at(engine, "payload @> '{\"report_id\": 7}'", 500)
     return [
         ("overview", "/admin/"),
         ("jobs, first page", "/admin/jobs"),
@@ -133,6 +142,21 @@ def pages(engine: Engine, rows: int) -> list[tuple[str, str]]:
         ("state=running (rare)", "/admin/jobs?state=running"),
         ("one failed job's page", f"/admin/jobs/{detail}"),
         ("cron", "/admin/cron"),
+        (
+            "payload {report_id: 7} (1,000 match)",
+            "/admin/jobs?payload=" + quote('{"report_id": 7}'),
+        ),
+        (
+            "  and its page after row 500",
+            "/admin/jobs?payload=" + quote('{"report_id": 7}') + f"&after={report_after}",
+        ),
+        ("payload {region: north} (1 in 4)", "/admin/jobs?payload=" + quote('{"region": "north"}')),
+        ("payload {n: <one job>} (1 match)", "/admin/jobs?payload=" + quote(f'{{"n": {half}}}')),
+        ("payload {report_id: 5000} (none)", "/admin/jobs?payload=" + quote('{"report_id": 5000}')),
+        (
+            "payload {report_id: 7} & name",
+            "/admin/jobs?name=bench.job7&payload=" + quote('{"report_id": 7}'),
+        ),
     ]
 
 
@@ -146,6 +170,19 @@ def measure(client: FlaskClient, path: str, runs: int) -> tuple[list[float], int
         assert response.status_code == 200, (path, response.status_code)
         links = response.text.count('href="/admin/jobs/')
     return timings[1:], links
+
+
+def exact_counts(engine: Engine, runs: int) -> list[float]:
+    """The overview's count before: every row, grouped by state and queue."""
+    timings = []
+    with engine.connect() as conn:
+        for _ in range(runs + 1):
+            started = time.perf_counter()
+            conn.execute(
+                text("SELECT state, queue, count(*) FROM jobs GROUP BY state, queue")
+            ).all()
+            timings.append((time.perf_counter() - started) * 1000)
+    return timings[1:]
 
 
 def main() -> int:
@@ -165,14 +202,19 @@ def main() -> int:
             session["auth"] = fingerprint("bench")
             session["generation"] = 0
             session["since"] = session["seen"] = int(time.time())
-        print(f"{'page':<36} {'median ms':>10} {'min':>8} {'max':>8} {'job links':>10}")
+        print(f"{'page':<40} {'median ms':>10} {'min':>8} {'max':>8} {'job links':>10}")
         for label, path in pages(engine, args.rows):
             timings, links = measure(client, path, args.runs)
             print(
-                f"{label:<36} {statistics.median(timings):>10.1f} {min(timings):>8.1f}"
+                f"{label:<40} {statistics.median(timings):>10.1f} {min(timings):>8.1f}"
                 f" {max(timings):>8.1f} {links:>10}",
                 flush=True,
             )
+        before = exact_counts(engine, args.runs)
+        print(
+            f"{'baseline: exact GROUP BY (query only)':<40} {statistics.median(before):>10.1f}"
+            f" {min(before):>8.1f} {max(before):>8.1f}"
+        )
         print(f"({args.runs} timed runs per page after one warm-up)")
         engine.dispose()
         server.cleanup()  # before its folder goes

@@ -5,16 +5,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
+from app.jobs import pause_queue, stats
+from app.jobs.counts import Counts
 from app.jobs.stats import Overview
 from app.web.admin import chart, overview
 from app.web.admin.display import duration
 from tests.admin import add_job, flashed, post, signed_in
+from tests.processes import start, stop, wait_for
 
 
 @pytest.fixture
@@ -165,7 +170,7 @@ def test_warns_about_a_long_transaction(
 
 
 def blank(dead: int, live: int, transaction: float | None) -> Overview:
-    return Overview({}, [], None, [], {}, [], dead, live, transaction)
+    return Overview(Counts({}, {}), [], None, [], {}, [], dead, live, transaction)
 
 
 @pytest.mark.parametrize(
@@ -212,3 +217,33 @@ def test_the_chart_scales_to_a_round_number_and_stacks_failed_on_succeeded() -> 
 )
 def test_ages_read_at_a_glance(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+@pytest.mark.slow
+def test_no_false_alarm_while_a_real_worker_that_knows_the_job_is_running(
+    admin: FlaskClient, db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A worker registers the names it can run, so its queued jobs are not called stranded."""
+    with Session(db) as session:
+        pause_queue(session, "held", paused_by="test")  # keeps the job queued
+        session.commit()
+    add_job(db, "test.add", queue="held")
+    worker = start("worker.py", process_env, log=tmp_path / "worker.log")
+    try:
+        wait_for(lambda: knows(db, "test.add"), timeout=60, what="the worker to register")
+        page = admin.get("/admin/").text
+        with db.connect() as conn:
+            orphaned = stats.orphaned_names(conn)
+    finally:
+        assert stop(worker) == 0
+    assert "no live worker knows" not in page and orphaned == {}
+    assert re.search(r"<td>worker</td>", page)
+
+
+def knows(db: Engine, name: str) -> bool:
+    with db.connect() as conn:
+        found = conn.execute(
+            text("SELECT count(*) FROM workers WHERE kind = 'worker' AND :n = ANY(job_names)"),
+            {"n": name},
+        ).scalar_one()
+    return bool(found)

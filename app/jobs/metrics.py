@@ -8,9 +8,14 @@ so pruning never makes them go down.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
+
+from app.jobs.stats import orphaned_names
+
+#: The window of `pillars_jobs_failed_recent` (and of the duration quantiles).
+RECENT = "5 minutes"
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,15 @@ class MetricsSnapshot:
     durations: dict[str, tuple[float, float, float]]
     alive: dict[str, int]
     dead_tuples: int
+    paused: list[str] = field(default_factory=list)
+    #: queued job names no live worker knows -> jobs waiting (counted up to 1,001)
+    orphaned: dict[str, int] = field(default_factory=dict)
+    #: seconds the oldest open transaction on the server has been open (0: none)
+    oldest_transaction: float = 0.0
+    #: job name -> jobs that ended failed in the last RECENT (0 for names workers know)
+    failed_recent: dict[str, int] = field(default_factory=dict)
+    #: schedule -> newest occurrence cron dealt with, as a Unix time
+    cron_last_run: dict[str, float] = field(default_factory=dict)
 
 
 def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapshot:
@@ -39,15 +53,17 @@ def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapsho
     finished = {key: n for key, n in jobs.items() if key[0] in ("succeeded", "failed", "cancelled")}
     for queue, state, count in conn.execute(text("SELECT queue, state, count FROM job_tallies")):
         finished[(state, queue)] = finished.get((state, queue), 0) + count
-    oldest = {
-        q: float(age)
-        for q, age in conn.execute(
-            text("""
+    paused = list(conn.execute(text("SELECT queue FROM queue_pauses ORDER BY queue")).scalars())
+    # Every queue anyone knows of has a series, 0 when nothing is due: an alert on
+    # it then never goes quiet because the series vanished.
+    oldest = dict.fromkeys({q for _, q in jobs} | set(paused), 0.0)
+    for q, age in conn.execute(
+        text("""
         SELECT queue, extract(epoch FROM now() - min(run_at)) FROM jobs
         WHERE state = 'queued' AND run_at <= now() GROUP BY queue
     """)
-        )
-    }
+    ):
+        oldest[q] = float(age)
     durations: dict[str, tuple[float, float, float]] = {}
     for queue, quantiles in conn.execute(
         text("""
@@ -73,7 +89,59 @@ def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapsho
     dead = conn.execute(
         text("SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables WHERE relname = 'jobs'")
     ).scalar_one()
-    return MetricsSnapshot(jobs, finished, oldest, durations, alive, int(dead))
+    return MetricsSnapshot(
+        jobs,
+        finished,
+        oldest,
+        durations,
+        alive,
+        int(dead),
+        paused=paused,
+        orphaned=orphaned_names(conn),
+        oldest_transaction=_oldest_transaction(conn),
+        failed_recent=_failed_recent(conn),
+        cron_last_run=_cron_last_run(conn),
+    )
+
+
+def _oldest_transaction(conn: Connection) -> float:
+    age = conn.execute(
+        text("""
+        -- Any open transaction on the server holds back vacuum of the jobs table.
+        SELECT extract(epoch FROM now() - min(xact_start)) FROM pg_stat_activity
+        WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
+          AND state <> 'idle' AND backend_type = 'client backend'
+    """)
+    ).scalar_one()
+    return 0.0 if age is None else float(age)
+
+
+def _failed_recent(conn: Connection) -> dict[str, int]:
+    """Failed jobs per name over the last RECENT, and 0 for every name a worker knows."""
+    known = conn.execute(
+        text("SELECT DISTINCT unnest(job_names) FROM workers WHERE kind = 'worker'")
+    ).scalars()
+    failed = dict.fromkeys(known, 0)
+    for name, count in conn.execute(
+        text(f"""
+        -- ix_jobs_finished: the last few minutes only.
+        SELECT name, count(*) FROM jobs
+        WHERE state = 'failed' AND finished_at > now() - interval '{RECENT}'
+        GROUP BY name
+    """)
+    ):
+        failed[name] = count
+    return failed
+
+
+def _cron_last_run(conn: Connection) -> dict[str, float]:
+    rows = conn.execute(
+        text("""
+        SELECT name, extract(epoch FROM last_run_at) FROM cron_state
+        WHERE removed_at IS NULL ORDER BY name
+    """)
+    )
+    return {name: float(at) for name, at in rows}
 
 
 _HELP = {
@@ -86,6 +154,23 @@ _HELP = {
     ),
     "pillars_processes_alive": ("gauge", "Worker and cron processes with a recent heartbeat."),
     "pillars_jobs_dead_tuples": ("gauge", "Dead row versions in the jobs table awaiting vacuum."),
+    "pillars_queue_paused": ("gauge", "1 while a queue is paused (no worker claims from it)."),
+    "pillars_jobs_orphaned": (
+        "gauge",
+        "Queued jobs whose name no live worker knows, by name (counted up to 1001).",
+    ),
+    "pillars_oldest_transaction_seconds": (
+        "gauge",
+        "Age of the oldest open transaction on the server; it holds back vacuum.",
+    ),
+    "pillars_jobs_failed_recent": (
+        "gauge",
+        f"Jobs that ended failed in the last {RECENT}, by job name.",
+    ),
+    "pillars_cron_last_run_timestamp_seconds": (
+        "gauge",
+        "Newest occurrence cron enqueued (or skipped by policy or pause), by schedule.",
+    ),
 }
 
 
@@ -114,6 +199,18 @@ def render(snapshot: MetricsSnapshot) -> str:
     for kind, count in sorted(snapshot.alive.items()):
         samples["pillars_processes_alive"].append(f'{{kind="{kind}"}} {count}')
     samples["pillars_jobs_dead_tuples"].append(f" {snapshot.dead_tuples}")  # no labels
+    for queue in sorted(set(snapshot.oldest_due) | set(snapshot.paused)):
+        paused = int(queue in snapshot.paused)
+        samples["pillars_queue_paused"].append(f'{{queue="{_label(queue)}"}} {paused}')
+    for name, count in sorted(snapshot.orphaned.items()):
+        samples["pillars_jobs_orphaned"].append(f'{{name="{_label(name)}"}} {count}')
+    samples["pillars_oldest_transaction_seconds"].append(f" {snapshot.oldest_transaction:.3f}")
+    for name, count in sorted(snapshot.failed_recent.items()):
+        samples["pillars_jobs_failed_recent"].append(f'{{name="{_label(name)}"}} {count}')
+    for schedule, at in sorted(snapshot.cron_last_run.items()):
+        samples["pillars_cron_last_run_timestamp_seconds"].append(
+            f'{{schedule="{_label(schedule)}"}} {at:.3f}'
+        )
     lines = []
     for name, (kind, help_text) in _HELP.items():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]

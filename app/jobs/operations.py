@@ -2,56 +2,114 @@
 
 Each function works inside the caller's session and does not commit, like
 `enqueue`: the dashboard and the CLI decide when the change takes effect.
-Bulk operations go in batches so that no statement holds thousands of row
-locks for long.
+Given `by`, the change is recorded (`audit`) in the same transaction, so
+the job page can say who did what and when. Bulk operations go in batches
+so that no statement holds thousands of row locks for long.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session
 
-from app.jobs import sql
+from app.jobs import audit, sql
+from app.jobs.audit import Actor
 
 BATCH = 5_000
+#: Jobs one "selected" action may name: a few pages' worth, never a whole table.
+MAX_SELECTED = 500
 
 
-def retry(session: Session, job_id: uuid.UUID) -> bool:
+def retry(session: Session, job_id: uuid.UUID, *, by: Actor | None = None) -> bool:
     """Queue a failed or cancelled job again now; False if it is not in such a state."""
     params = {"job_id": job_id, "limit": 1}
-    return session.connection().execute(sql.RETRY_ONE, params).first() is not None
+    done = session.connection().execute(sql.RETRY_ONE, params).first() is not None
+    if done and by is not None:
+        audit.record(session, by, "retry", job_ids=[job_id])
+    return done
 
 
-def cancel(session: Session, job_id: uuid.UUID) -> bool:
+def cancel(session: Session, job_id: uuid.UUID, *, by: Actor | None = None) -> bool:
     """Cancel a queued or running job; a running handler finishes, its outcome is dropped."""
-    found = session.connection().execute(sql.CANCEL, {"job_id": job_id}).first()
-    return found is not None
+    done = session.connection().execute(sql.CANCEL, {"job_id": job_id}).first() is not None
+    if done and by is not None:
+        audit.record(session, by, "cancel", job_ids=[job_id])
+    return done
 
 
-def delete(session: Session, job_id: uuid.UUID) -> bool:
+def delete(session: Session, job_id: uuid.UUID, *, by: Actor | None = None) -> bool:
     """Delete a job that is not running."""
     params = {"job_id": job_id, "limit": 1}
-    return bool(session.connection().execute(sql.DELETE_ONE, params).scalar_one())
+    done = bool(session.connection().execute(sql.DELETE_ONE, params).scalar_one())
+    if done and by is not None:
+        audit.record(session, by, "delete", job_ids=[job_id])
+    return done
 
 
-def retry_failed(session: Session, *, queue: str | None = None, name: str | None = None) -> int:
+Operation = Callable[..., bool]
+SELECTED: dict[str, Operation] = {"retry": retry, "cancel": cancel, "delete": delete}
+
+
+def act_on(
+    session: Session, action: str, job_ids: Sequence[uuid.UUID], *, by: Actor | None = None
+) -> list[uuid.UUID]:
+    """Apply `action` (retry, cancel or delete) to each job it suits; returns those it changed.
+
+    Jobs in a state the action does not suit are left as they are (a
+    running job is not deleted, a succeeded one not retried).
+    """
+    if len(job_ids) > MAX_SELECTED:
+        raise ValueError(f"at most {MAX_SELECTED:,} jobs at once, not {len(job_ids):,}")
+    operation = SELECTED[action]
+    return [job_id for job_id in dict.fromkeys(job_ids) if operation(session, job_id, by=by)]
+
+
+def _filter_words(queue: str | None, name: str | None) -> str:
+    words = [f"in queue {queue!r}" if queue else "", f"named {name!r}" if name else ""]
+    return " ".join(["every failed job", *filter(None, words)])
+
+
+def retry_failed(
+    session: Session,
+    *,
+    queue: str | None = None,
+    name: str | None = None,
+    by: Actor | None = None,
+) -> int:
     """Queue every failed job matching the filter again; returns how many."""
+    retried: list[uuid.UUID] = []
 
     def batch(params: dict[str, object]) -> int:
-        return len(session.connection().execute(sql.RETRY_FAILED, params).all())
+        rows = session.connection().execute(sql.RETRY_FAILED, params).all()
+        retried.extend(row.job_id for row in rows)
+        return len(rows)
 
-    return _in_batches(batch, queue, name)
+    count = _in_batches(batch, queue, name)
+    if retried and by is not None:
+        subject = _filter_words(queue, name)
+        audit.record(session, by, "retry", job_ids=retried, subject=subject)
+    return count
 
 
-def delete_failed(session: Session, *, queue: str | None = None, name: str | None = None) -> int:
+def delete_failed(
+    session: Session,
+    *,
+    queue: str | None = None,
+    name: str | None = None,
+    by: Actor | None = None,
+) -> int:
     """Delete every failed job matching the filter; returns how many."""
 
     def batch(params: dict[str, object]) -> int:
         return int(session.connection().execute(sql.DELETE_FAILED, params).scalar_one())
 
-    return _in_batches(batch, queue, name)
+    count = _in_batches(batch, queue, name)
+    if by is not None:
+        detail = f"{count:,} job{'' if count == 1 else 's'} deleted"
+        audit.record(session, by, "delete", subject=_filter_words(queue, name), detail=detail)
+    return count
 
 
 def _in_batches(

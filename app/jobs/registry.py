@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
+from app.config import ConfigError
 from app.jobs import flow, options, payloads
 from app.jobs.context import JobContext
 from app.jobs.errors import InvalidPayload, UnknownJob
@@ -264,6 +265,21 @@ job = registry.job
 
 
 def load_job_modules(extra: Iterable[str] = ()) -> None:
-    """Import the app's own job modules and `extra` (from JOB_MODULES) to register them."""
-    for module in (*APP_JOB_MODULES, *extra):
+    """Import the app's own job modules and `extra` (from JOB_MODULES) to register them.
+
+    An entry that names no module is a setting to fix (`ConfigError`, naming
+    it); a module that exists but fails inside is the module's own fault,
+    and keeps its traceback.
+    """
+    for module in APP_JOB_MODULES:
         importlib.import_module(module)
+    for module in extra:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name and (module == error.name or module.startswith(f"{error.name}.")):
+                raise ConfigError(
+                    f"JOB_MODULES names {module!r}, which cannot be imported ({error}):"
+                    " check its spelling and that its package is installed or on the path"
+                ) from None
+            raise

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from app.models import JOB_STATES
+from app.jobs.counts import Counts, by_state_and_queue
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ class LiveProcess:
 
 @dataclass(frozen=True)
 class Overview:
-    #: state -> queue -> count
-    counts: dict[str, dict[str, int]]
+    #: jobs per state and queue, exact or estimated (see `app.jobs.counts`)
+    tally: Counts
     #: one entry per minute of the last hour: (minute, succeeded, failed)
     per_minute: list[tuple[datetime, int, int]]
     oldest_due_age: float | None
@@ -44,22 +44,21 @@ class Overview:
     live_tuples: int
     oldest_transaction_age: float | None
 
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        """state -> queue -> jobs."""
+        return self.tally.by_queue
+
     def total(self, state: str) -> int:
-        return sum(self.counts.get(state, {}).values())
+        return self.tally.totals.get(state, 0)
 
     @property
     def queues(self) -> list[str]:
-        return sorted({q for per_queue in self.counts.values() for q in per_queue})
+        return self.tally.queues
 
 
 def overview(conn: Connection) -> Overview:
     """Everything the overview page shows, in a handful of queries."""
-    counts: dict[str, dict[str, int]] = {state: {} for state in JOB_STATES}
-    # One pass over the table; the price of exact numbers (see the ops guide).
-    for state, queue, count in conn.execute(
-        text("SELECT state, queue, count(*) FROM jobs GROUP BY state, queue")
-    ):
-        counts[state][queue] = count
     minutes = conn.execute(
         text("""
         -- ix_jobs_finished: only the last hour of finished jobs is read.
@@ -97,7 +96,7 @@ def overview(conn: Connection) -> Overview:
     ).scalar_one()
     processes = live_processes(conn)
     return Overview(
-        counts=counts,
+        tally=by_state_and_queue(conn),
         per_minute=[(m, s, f) for m, s, f in minutes],
         oldest_due_age=None if oldest is None else float(oldest),
         processes=processes,
@@ -129,18 +128,46 @@ def live_processes(conn: Connection) -> list[LiveProcess]:
     ]
 
 
+#: Queued jobs per orphaned name are counted up to this many ("1,000+" beyond).
+ORPHANS_COUNTED = 1_000
+
+
 def orphaned_names(conn: Connection) -> dict[str, int]:
-    """Queued job names that no registered worker process knows how to run."""
+    """Queued job names that no registered worker process knows how to run.
+
+    Reads the distinct names from ix_jobs_name_newest (one probe per name,
+    however many rows each has), keeps those no worker lists, and counts
+    their queued jobs up to ORPHANS_COUNTED + 1: cheap when all is well,
+    bounded when it is not.
+    """
     rows = conn.execute(
         text("""
-        SELECT j.name, count(*) FROM jobs j
-        WHERE j.state = 'queued'
-          AND NOT EXISTS (SELECT 1 FROM workers w
-                          WHERE w.kind = 'worker' AND j.name = ANY(w.job_names))
-        GROUP BY j.name ORDER BY j.name
-    """)
+        WITH RECURSIVE names AS (
+            (SELECT name FROM jobs ORDER BY name LIMIT 1)
+            UNION ALL
+            SELECT (SELECT j.name FROM jobs j WHERE j.name > n.name ORDER BY j.name LIMIT 1)
+            FROM names n WHERE n.name IS NOT NULL
+        ), unknown AS (
+            SELECT n.name FROM names n
+            WHERE n.name IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM workers w
+                              WHERE w.kind = 'worker' AND n.name = ANY(w.job_names))
+        )
+        SELECT u.name, q.queued FROM unknown u
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS queued FROM (
+                SELECT 1 FROM jobs j WHERE j.state = 'queued' AND j.name = u.name LIMIT :cap
+            ) AS t
+        ) AS q
+        WHERE q.queued > 0 ORDER BY u.name
+    """),
+        {"cap": ORPHANS_COUNTED + 1},
     )
     return {name: count for name, count in rows}
+
+
+_FINISHED = "state IN ('succeeded', 'failed', 'cancelled')"
+_LIVE = "state IN ('queued', 'running')"
 
 
 @dataclass(frozen=True)
@@ -148,6 +175,8 @@ class JobFilter:
     state: str | None = None
     queue: str | None = None
     name: str | None = None
+    #: a JSON object (canonical text) the payload must contain: `payload @> ...`
+    payload: str | None = None
 
     def where(self) -> tuple[str, dict[str, Any]]:
         clauses, params = [], {}
@@ -156,6 +185,9 @@ class JobFilter:
             if value:
                 clauses.append(f"{column} = :{column}")
                 params[column] = value
+        if self.payload is not None:
+            clauses.append("payload @> CAST(:payload AS jsonb)")
+            params["payload"] = self.payload
         return (" AND ".join(clauses) or "true"), params
 
 
@@ -174,6 +206,35 @@ class Cursor:
         return cls(uuid.UUID(raw))
 
 
+#: Payloads up to this size (stored, compressed) come with the list for a preview;
+#: larger ones only say how large they are, so one page never carries megabytes.
+PREVIEW_BYTES = 2048
+
+
+def _page(conn: Connection, condition: str, params: dict[str, Any], limit: int) -> list[Any]:
+    return list(
+        conn.execute(
+            text(f"""
+            SELECT job_id, name, queue, state, priority, attempts, max_attempts, created_at,
+                   run_at, started_at, finished_at, last_error,
+                   extract(epoch FROM now() - created_at) AS age,
+                   extract(epoch FROM run_at - now()) AS due_in,
+                   extract(epoch FROM now() - finished_at) AS finished_age,
+                   CASE WHEN state <> 'queued' AND started_at IS NOT NULL
+                        THEN extract(epoch FROM coalesce(finished_at, now()) - started_at)
+                   END AS ran_for,
+                   pg_column_size(payload) AS payload_bytes,
+                   CASE WHEN pg_column_size(payload) <= {PREVIEW_BYTES} THEN payload END
+                       AS payload_preview
+            FROM jobs WHERE {condition}
+            ORDER BY job_id DESC
+            LIMIT :limit
+        """),
+            {**params, "limit": limit},
+        )
+    )
+
+
 def list_jobs(
     conn: Connection, where: JobFilter, after: Cursor | None = None, limit: int = 50
 ) -> tuple[list[Any], Cursor | None]:
@@ -183,25 +244,27 @@ def list_jobs(
     starts after the last row seen, so page 1,000 costs what page 1 costs.
     The primary key serves the plain list and filters by queue or common
     state; ix_jobs_name_newest and ix_jobs_ended_badly_newest the rest.
+
+    A payload search over every state is two searches, merged: finished
+    jobs through their GIN index (ix_jobs_payload_finished), live ones
+    through the small indexes that hold queued and running rows.
     """
     condition, params = where.where()
     if after is not None:
         condition += " AND job_id < :after"
         params["after"] = after.job_id
-    rows = conn.execute(
-        text(f"""
-        SELECT job_id, name, queue, state, priority, attempts, max_attempts, created_at,
-               run_at, finished_at, last_error
-        FROM jobs WHERE {condition}
-        ORDER BY job_id DESC
-        LIMIT :limit
-    """),
-        {**params, "limit": limit + 1},
-    ).all()
+    if where.payload is not None and where.state is None:
+        rows = [
+            *_page(conn, f"{condition} AND {_FINISHED}", params, limit + 1),
+            *_page(conn, f"{condition} AND {_LIVE}", params, limit + 1),
+        ]
+        rows.sort(key=lambda row: row.job_id, reverse=True)
+    else:
+        rows = _page(conn, condition, params, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     cursor = Cursor(rows[-1].job_id) if more and rows else None
-    return list(rows), cursor
+    return rows, cursor
 
 
 def job_detail(conn: Connection, job_id: uuid.UUID) -> Any | None:

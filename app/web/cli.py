@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import getpass
-import socket
 from datetime import datetime
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
 
 from app.cron import Schedule, ScheduleError, control, load_schedules, schedules
 from app.cron.status import Standing, orphans, run_now, standings
+from app.jobs import audit
+from app.web.cli_base import DatabaseGroup
 from app.web.db import get_session
 
-cron = AppGroup("cron", help="Inspect and run the schedules cron enqueues.")
+cron = DatabaseGroup("cron", help="Inspect and run the schedules cron enqueues.")
 
 
 def _load() -> None:
@@ -81,6 +80,7 @@ def run_schedule(name: str) -> None:
     """Enqueue schedule NAME's job once, now."""
     schedule, session = _named(name), get_session()
     job_id = run_now(session, schedule)
+    audit.record(session, audit.shell_user(), "run", job_ids=[job_id], subject=f"schedule {name}")
     session.commit()
     click.echo(f"enqueued job {job_id} for schedule {name}")
 
@@ -93,6 +93,7 @@ def pause_schedule(name: str) -> None:
     if not control.pause(session, schedule, by=_operator()):
         click.echo(f"schedule {name} was paused already")
         return
+    audit.record(session, audit.shell_user(), "pause", subject=f"schedule {name}")
     session.commit()
     click.echo(f"schedule {name} paused: its occurrences are skipped until it is resumed")
 
@@ -105,14 +106,11 @@ def resume_schedule(name: str) -> None:
     if not control.resume(session, schedule):
         click.echo(f"schedule {name} was not paused")
         return
+    audit.record(session, audit.shell_user(), "resume", subject=f"schedule {name}")
     session.commit()
     click.echo(f"schedule {name} resumed: it runs again from its next occurrence")
 
 
 def _operator() -> str:
     """Who paused, as the dashboard shows it: the account on this machine."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (a container)
-        user = "unknown"
-    return f"{user}@{socket.gethostname()} (flask cron)"
+    return f"{audit.shell_user().name} (flask cron)"

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
-from pathlib import Path
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from flask import Blueprint, current_app
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.preflight import schema_problem
+
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
-
-MIGRATIONS = Path(__file__).resolve().parents[2] / "alembic"
-
-
-@lru_cache(maxsize=1)
-def expected_heads() -> frozenset[str]:
-    """The migration heads this code was written for, read from the scripts once."""
-    return frozenset(ScriptDirectory(str(MIGRATIONS)).get_heads())
 
 
 @bp.get("/healthz")
@@ -38,15 +28,13 @@ def readyz() -> ResponseReturnValue:
     A platform holds traffic back from a new release until `alembic upgrade
     head` has run, and from any process that cannot reach the database.
     """
-    expected = expected_heads()
     engine: Engine = current_app.extensions["pillars_engine"]
     try:
         with engine.connect() as conn:
-            current = set(MigrationContext.configure(conn).get_current_heads())
+            reason = schema_problem(conn)
     except SQLAlchemyError as exc:
         log.warning("readyz: database unreachable: %s", exc)
         return {"status": "unavailable", "reason": "database unreachable"}, 503
-    if current != expected:
-        reason = f"database at migration {sorted(current)}, code expects {sorted(expected)}"
+    if reason is not None:
         return {"status": "unavailable", "reason": reason}, 503
     return {"status": "ok"}

@@ -1,7 +1,9 @@
 """`flask jobs ...` and `flask users make-admin`: the dashboard's powers from a shell.
 
-Every command prints plain lines a person can read and a script can grep,
-and exits non-zero with a clear message on bad input.
+Every command prints plain lines a person can read and a script can grep
+(`list`, `show` and `stats` print one JSON document with `--json`), and
+exits non-zero with a clear message on bad input. Every change is recorded
+(`app.jobs.audit`) as done by `user@host` on the command line.
 """
 
 from __future__ import annotations
@@ -13,17 +15,17 @@ from datetime import datetime
 from typing import Any
 
 import click
-from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from app.jobs import InvalidPayload, UnknownJob, enqueue, operations, stats
+from app.jobs import InvalidPayload, UnknownJob, audit, enqueue, operations, stats
 from app.jobs.queue import pause_queue, resume_queue
 from app.jobs.redact import mask
 from app.models import User
+from app.web.cli_base import DatabaseGroup
 from app.web.db import get_session
 
-jobs = AppGroup("jobs", help="See and steer the job queue.")
-users = AppGroup("users", help="Manage who may use the site's admin pages.")
+jobs = DatabaseGroup("jobs", help="See and steer the job queue.")
+users = DatabaseGroup("users", help="Manage who may use the site's admin pages.")
 
 
 def _job_id(value: str) -> uuid.UUID:
@@ -37,12 +39,61 @@ def _age(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.1f}s"
 
 
+def _plain(value: Any) -> Any:
+    """A value as JSON can hold it: times in ISO 8601, ids as strings."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _echo_json(document: Any) -> None:
+    click.echo(json.dumps(document, default=_plain, indent=2, ensure_ascii=False))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON document")
+
+
 @jobs.command("stats")
-def show_stats() -> None:
-    """Counts by state and queue, the oldest due job, live processes, stranded jobs."""
+@json_option
+def show_stats(as_json: bool) -> None:
+    """Counts by state and queue, the oldest due job, live processes, stranded jobs.
+
+    Counts in a large table are partly estimates (marked ~): see `app.jobs.counts`.
+    """
     view = stats.overview(get_session().connection())
+    if as_json:
+        _echo_json(
+            {
+                "counts": view.counts,
+                "totals": view.tally.totals,
+                "estimated": sorted(view.tally.estimated),
+                "analyzed_at": view.tally.analyzed_at,
+                "oldest_due_seconds": view.oldest_due_age,
+                "paused": view.paused,
+                "orphaned": view.orphaned,
+                "processes": [
+                    {
+                        "id": p.worker_id,
+                        "kind": p.kind,
+                        "hostname": p.hostname,
+                        "pid": p.pid,
+                        "queues": p.queues,
+                        "concurrency": p.concurrency,
+                        "heartbeat_age_seconds": p.heartbeat_age,
+                        "running": [str(job_id) for job_id, _ in p.running],
+                    }
+                    for p in view.processes
+                ],
+            }
+        )
+        return
     for queue in view.queues or ["(no jobs)"]:
-        counts = " ".join(f"{s}={view.counts[s].get(queue, 0)}" for s in view.counts)
+        counts = " ".join(
+            f"{s}={'~' if s in view.tally.estimated else ''}{view.counts[s].get(queue, 0)}"
+            for s in view.counts
+        )
         click.echo(f"{queue}: {counts}" + (" (paused)" if queue in view.paused else ""))
     click.echo(f"oldest due job waits: {_age(view.oldest_due_age)}")
     for process in view.processes:
@@ -62,8 +113,14 @@ def show_stats() -> None:
 @click.option("--name")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--after", help="cursor printed at the end of the previous page")
+@json_option
 def list_jobs(
-    state: str | None, queue: str | None, name: str | None, limit: int, after: str | None
+    state: str | None,
+    queue: str | None,
+    name: str | None,
+    limit: int,
+    after: str | None,
+    as_json: bool,
 ) -> None:
     """Jobs newest first, a page at a time."""
     try:
@@ -75,6 +132,30 @@ def list_jobs(
     rows, following = stats.list_jobs(
         get_session().connection(), stats.JobFilter(state, queue, name), cursor, limit
     )
+    if as_json:
+        _echo_json(
+            {
+                "jobs": [
+                    {
+                        "id": row.job_id,
+                        "name": row.name,
+                        "queue": row.queue,
+                        "state": row.state,
+                        "priority": row.priority,
+                        "attempts": row.attempts,
+                        "max_attempts": row.max_attempts,
+                        "created_at": row.created_at,
+                        "run_at": row.run_at,
+                        "started_at": row.started_at,
+                        "finished_at": row.finished_at,
+                        "last_error": row.last_error,
+                    }
+                    for row in rows
+                ],
+                "next": None if following is None else following.encode(),
+            }
+        )
+        return
     for row in rows:
         click.echo(
             f"{row.job_id} {row.state:<9} {row.queue:<10} {row.name} "
@@ -87,13 +168,19 @@ def list_jobs(
 
 @jobs.command("show")
 @click.argument("job_id", type=_job_id)
-def show(job_id: uuid.UUID) -> None:
-    """One job: message, state, timeline and every error (secrets masked)."""
-    row = stats.job_detail(get_session().connection(), job_id)
+@json_option
+def show(job_id: uuid.UUID, as_json: bool) -> None:
+    """One job: message, state, timeline, every error and what people did (secrets masked)."""
+    conn = get_session().connection()
+    row = stats.job_detail(conn, job_id)
     if row is None:
         raise click.ClickException(f"no job {job_id}")
     fields: dict[str, Any] = {k: v for k, v in row._mapping.items() if k != "errors"}
     fields["payload"], fields["result"] = mask(row.payload), mask(row.result)
+    actions = [dict(action._mapping) for action in audit.for_job(conn, job_id)]
+    if as_json:
+        _echo_json({**fields, "errors": row.errors, "actions": actions})
+        return
     for key, value in fields.items():
         shown = value.isoformat() if isinstance(value, datetime) else value
         click.echo(
@@ -103,6 +190,9 @@ def show(job_id: uuid.UUID) -> None:
         click.echo(f"--- attempt {error.get('attempt')} at {error.get('at')}: {error.get('error')}")
         if error.get("traceback"):
             click.echo(error["traceback"].rstrip())
+    for action in actions:
+        what = " · ".join(filter(None, [action["action"], action["subject"], action["detail"]]))
+        click.echo(f"=== {action['at'].isoformat()} {action['actor']} ({action['via']}): {what}")
 
 
 @jobs.command("retry")
@@ -115,9 +205,11 @@ def retry(job_id: uuid.UUID | None, failed: bool, queue: str | None, name: str |
     session = get_session()
     if failed == (job_id is not None):
         raise click.UsageError("give a JOB_ID or --failed")
+    by = audit.shell_user()
     if job_id is None:
-        click.echo(f"retried {operations.retry_failed(session, queue=queue, name=name)} job(s)")
-    elif not operations.retry(session, job_id):
+        count = operations.retry_failed(session, queue=queue, name=name, by=by)
+        click.echo(f"retried {count} job(s)")
+    elif not operations.retry(session, job_id, by=by):
         raise click.ClickException(f"job {job_id} is not failed or cancelled (or does not exist)")
     else:
         click.echo(f"retried {job_id}")
@@ -129,10 +221,31 @@ def retry(job_id: uuid.UUID | None, failed: bool, queue: str | None, name: str |
 def cancel(job_id: uuid.UUID) -> None:
     """Cancel a queued or running job (a running handler finishes; its outcome is dropped)."""
     session = get_session()
-    if not operations.cancel(session, job_id):
+    if not operations.cancel(session, job_id, by=audit.shell_user()):
         raise click.ClickException(f"job {job_id} is not queued or running (or does not exist)")
     session.commit()
     click.echo(f"cancelled {job_id}")
+
+
+@jobs.command("delete")
+@click.argument("job_id", type=_job_id, required=False)
+@click.option("--failed", is_flag=True, help="every failed job matching --queue/--name")
+@click.option("--queue")
+@click.option("--name")
+def delete(job_id: uuid.UUID | None, failed: bool, queue: str | None, name: str | None) -> None:
+    """Delete a job that is not running (or all failed ones with --failed)."""
+    session = get_session()
+    if failed == (job_id is not None):
+        raise click.UsageError("give a JOB_ID or --failed")
+    by = audit.shell_user()
+    if job_id is None:
+        count = operations.delete_failed(session, queue=queue, name=name, by=by)
+        click.echo(f"deleted {count} job(s)")
+    elif not operations.delete(session, job_id, by=by):
+        raise click.ClickException(f"job {job_id} is running (cancel it first) or does not exist")
+    else:
+        click.echo(f"deleted {job_id}")
+    session.commit()
 
 
 @jobs.command("enqueue")
@@ -168,6 +281,7 @@ def enqueue_job(
         )
     except (UnknownJob, InvalidPayload, ValueError) as error:
         raise click.ClickException(str(error)) from None
+    audit.record(session, audit.shell_user(), "enqueue", job_ids=[job_id])
     session.commit()
     click.echo(str(job_id))
 
@@ -181,6 +295,7 @@ def pause(queue: str) -> None:
         pause_queue(session, queue, paused_by="flask jobs pause")
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="QUEUE") from None
+    audit.record(session, audit.shell_user(), "pause", subject=f"queue {queue!r}")
     session.commit()
     click.echo(f"paused {queue}")
 
@@ -194,6 +309,7 @@ def resume(queue: str) -> None:
         resume_queue(session, queue)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="QUEUE") from None
+    audit.record(session, audit.shell_user(), "resume", subject=f"queue {queue!r}")
     session.commit()
     click.echo(f"resumed {queue}")
 
@@ -225,5 +341,6 @@ def make_admin(email: str) -> None:
     if user is None:
         raise click.ClickException(f"no user with email {email!r}: sign up first")
     user.is_admin = True
+    audit.record(session, audit.shell_user(), "make-admin", subject=user.email)
     session.commit()
     click.echo(f"{user.email} is now an admin")

@@ -12,7 +12,8 @@ from flask.typing import ResponseReturnValue
 
 from app.cron import Schedule, ScheduleError, control, load_schedules, schedules
 from app.cron.status import orphans, run_now, standings
-from app.jobs import stats
+from app.jobs import audit, stats
+from app.web.admin.actions import actor
 from app.web.db import get_session
 from app.web.users import require_user
 
@@ -58,6 +59,7 @@ def run(name: str) -> ResponseReturnValue:
     """Enqueue the schedule's job once, now; its own occurrences go on as before."""
     schedule, session = _schedule(name), get_session()
     job_id = run_now(session, schedule)
+    audit.record(session, actor(), "run", job_ids=[job_id], subject=f"schedule {name}")
     session.commit()
     flash(f"Schedule {name}: job {job_id} enqueued to run now.")
     return redirect(url_for(".index"), 303)
@@ -68,6 +70,7 @@ def pause(name: str) -> ResponseReturnValue:
     """Every cron process skips the schedule's occurrences (recording them) until resumed."""
     schedule, session = _schedule(name), get_session()
     if control.pause(session, schedule, by=require_user().email):
+        audit.record(session, actor(), "pause", subject=f"schedule {name}")
         session.commit()
         flash(f"Schedule {name} paused: its occurrences are skipped until it is resumed.")
     else:
@@ -79,6 +82,7 @@ def pause(name: str) -> ResponseReturnValue:
 def resume(name: str) -> ResponseReturnValue:
     schedule, session = _schedule(name), get_session()
     if control.resume(session, schedule):
+        audit.record(session, actor(), "resume", subject=f"schedule {name}")
         session.commit()
         flash(f"Schedule {name} resumed: it runs again from its next occurrence.")
     else:

@@ -44,6 +44,36 @@ def duration(seconds: float | None) -> str:
     return f"{secs} s"
 
 
+def ago(seconds: float | None) -> str:
+    """How long ago, from an age in seconds the database computed: '4 min 05 s ago'."""
+    if seconds is None:
+        return "—"
+    if seconds < 0:
+        return f"in {duration(-seconds)}"
+    return "just now" if seconds < 1 else f"{duration(seconds)} ago"
+
+
+#: Characters of a payload shown in the job list; the job's page has all of it.
+PREVIEW = 80
+
+
+def preview(value: Any, size: int | None = None) -> str:
+    """A payload on one line, secrets masked, cut to PREVIEW characters.
+
+    `value` is None when the list left a large payload out (see
+    `stats.PREVIEW_BYTES`); `size` then says how large it is.
+    """
+    if value is None:
+        return "—" if size is None else f"({size:,} bytes: open the job to see it)"
+    text = json.dumps(mask(value), sort_keys=True, default=str, ensure_ascii=False)
+    return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
+
+
+def approximately(value: int, estimated: bool) -> str:
+    """A count, with ≈ before it when it is an estimate (see `app.jobs.counts`)."""
+    return f"≈{value:,}" if estimated else f"{value:,}"
+
+
 def document(value: Any) -> str:
     """A payload or result as indented JSON, secret-looking keys masked.
 
@@ -62,4 +92,7 @@ FILTERS: dict[str, Callable[..., str]] = {
     "duration": duration,
     "document": document,
     "number": number,
+    "ago": ago,
+    "preview": preview,
+    "approximately": approximately,
 }

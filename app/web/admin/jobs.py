@@ -1,11 +1,15 @@
-"""The job list, filtered and keyset-paginated, and one job's whole story."""
+"""The job list, filtered, searched and keyset-paginated, and one job's whole story."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, abort, render_template
 from flask.typing import ResponseReturnValue
+from sqlalchemy import Connection, exc, text
 
-from app.jobs import stats
+from app.db import sqlstate
+from app.jobs import audit, counts, stats
 from app.models import JOB_STATES
 from app.web.admin import params
 from app.web.db import get_session
@@ -13,29 +17,66 @@ from app.web.db import get_session
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 PAGE_SIZE = 50
-#: States in which the page is worth refreshing by itself (see admin.js).
+#: States in which a job's page is worth refreshing by itself (see admin.js).
 LIVE_STATES = ("queued", "running")
+#: Seconds between refreshes of the list (a few index scans; see bench/admin.py).
+REFRESH = 5
+#: A payload search that matches little in a huge table may read a lot; past this
+#: it is stopped, and the page says how to narrow it.
+SEARCH_TIMEOUT_MS = 3_000
+QUERY_CANCELED = "57014"
+
+
+def _search_bound(conn: Connection) -> None:
+    conn.execute(
+        text("SELECT set_config('statement_timeout', :ms, true)"),
+        {"ms": str(SEARCH_TIMEOUT_MS)},
+    )
 
 
 @bp.get("")
 def index() -> ResponseReturnValue:
     """Newest first; "next page" carries the last row's cursor, so any page costs the first's."""
     where, after = params.job_filter(), params.cursor()
-    rows, following = stats.list_jobs(get_session().connection(), where, after, PAGE_SIZE)
+    session = get_session()
+    conn = session.connection()
+    rows: list[Any] = []
+    following, too_slow = None, False
+    tally = None if where.payload else counts.for_filter(conn, where.queue, where.name)
+    if where.payload is not None:
+        _search_bound(conn)
+    try:
+        rows, following = stats.list_jobs(conn, where, after, PAGE_SIZE)
+    except exc.OperationalError as error:
+        if sqlstate(error) != QUERY_CANCELED:
+            raise
+        session.rollback()
+        too_slow = True
     return render_template(
         "admin/jobs.html",
         rows=rows,
         where=where,
         states=JOB_STATES,
+        tally=tally,
         after=after,
         next_cursor=None if following is None else following.encode(),
+        too_slow=too_slow,
+        search_seconds=SEARCH_TIMEOUT_MS / 1000,
+        refresh=REFRESH,
     )
 
 
 @bp.get("/<job_id>")
 def show(job_id: str) -> ResponseReturnValue:
-    """Payload and result (masked), attempts, timeline and every error with its traceback."""
-    job = stats.job_detail(get_session().connection(), params.job_id(job_id))
+    """Payload and result (masked), attempts, timeline, every error, and what people did to it."""
+    conn = get_session().connection()
+    found = params.job_id(job_id)
+    job = stats.job_detail(conn, found)
     if job is None:
         abort(404, "There is no such job: it may have been deleted or pruned.")
-    return render_template("admin/job.html", job=job, live=job.state in LIVE_STATES)
+    return render_template(
+        "admin/job.html",
+        job=job,
+        live=job.state in LIVE_STATES,
+        actions=audit.for_job(conn, found),
+    )

@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, render_template
 from flask.typing import ResponseReturnValue
 
 from app.config import Settings
-from app.jobs import stats
+from app.jobs import audit, stats
 from app.web.admin import chart
 from app.web.db import get_session
 
@@ -20,6 +20,8 @@ DEAD_SHARE_WARNING = 0.2
 DEAD_ROWS_WARNING = 10_000
 #: A transaction open this long holds back vacuum on every table, the jobs table first.
 TRANSACTION_AGE_WARNING = 300.0
+#: Actions by people listed on the overview.
+RECENT_ACTIONS = 10
 #: Heartbeats this many intervals late mean a process is frozen, cut off or dying.
 LATE_HEARTBEATS = 3
 
@@ -45,10 +47,13 @@ def health(overview: stats.Overview, settings: Settings) -> Health:
 @bp.get("/")
 def index() -> ResponseReturnValue:
     """One page to answer "is the queue healthy?" at a glance."""
-    data = stats.overview(get_session().connection())
+    conn = get_session().connection()
+    data = stats.overview(conn)
     return render_template(
         "admin/overview.html",
         overview=data,
+        orphans_counted=stats.ORPHANS_COUNTED,
+        recent=audit.recent(conn, RECENT_ACTIONS),
         chart=chart.per_minute(data.per_minute),
         health=health(data, current_app.config["PILLARS_SETTINGS"]),
         queues=sorted({*data.queues, *data.paused}),

@@ -1,0 +1,92 @@
+"""Before a process works: can it reach the database, and is the schema the one it expects?
+
+Worker, cron and the `flask` commands check at start (or when a command
+fails) and answer in one line that says what to do, not with a traceback:
+"cannot reach PostgreSQL at 127.0.0.1:5432: connection refused", or the
+migration sentence /readyz gives plus "run `alembic upgrade head`". Only at
+start: a database that goes away later is waited out by the loops.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, exc
+from sqlalchemy.engine import make_url
+
+from app.db import sqlstate
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "alembic"
+#: "relation does not exist": the tables were never created.
+UNDEFINED_TABLE = "42P01"
+UPGRADE = "run `alembic upgrade head`"
+
+
+@lru_cache(maxsize=1)
+def expected_heads() -> frozenset[str]:
+    """The migration heads this code was written for, read from the scripts once."""
+    return frozenset(ScriptDirectory(str(MIGRATIONS)).get_heads())
+
+
+def schema_problem(conn: Connection) -> str | None:
+    """Why the database's schema is not the one this code expects, or None when it is."""
+    expected = expected_heads()
+    chatty = logging.getLogger("alembic.runtime.migration")
+    level = chatty.level
+    chatty.setLevel(logging.WARNING)  # "Context impl PostgresqlImpl." on every look
+    try:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    finally:
+        chatty.setLevel(level)
+    if current == set(expected):
+        return None
+    return f"database at migration {sorted(current)}, code expects {sorted(expected)}"
+
+
+def where(url: str) -> str:
+    """`host:port` (or the socket folder) of a database URL, never its password."""
+    parsed = make_url(url)
+    host = parsed.host or str(parsed.query.get("host") or "") or "the local socket"
+    return f"{host}:{parsed.port or 5432}"
+
+
+def _reason(error: BaseException) -> str:
+    """What the driver said, in a few words: 'connection refused', 'password authentication ...'."""
+    cause = error.orig if isinstance(error, exc.DBAPIError) and error.orig else error
+    lines = [line.strip() for line in str(cause).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(cause).__name__
+    text = re.sub(r"^(connection (failed|is bad): )?connection to server .*? failed: ", "", text)
+    text = re.sub(r"^FATAL:\s+", "", text)
+    return text[:1].lower() + text[1:]
+
+
+def unreachable(url: str, error: BaseException) -> str:
+    return f"cannot reach PostgreSQL at {where(url)}: {_reason(error)}"
+
+
+def check(engine: Engine) -> str | None:
+    """The one line that says why this process cannot work with `engine`'s database, or None."""
+    try:
+        with engine.connect() as conn:
+            problem = schema_problem(conn)
+    except exc.OperationalError as error:
+        return unreachable(engine.url.render_as_string(hide_password=True), error)
+    return None if problem is None else f"{problem}: {UPGRADE}"
+
+
+def explain(engine: Engine, error: exc.SQLAlchemyError) -> str | None:
+    """One line for a database error a command met, when it is about the setup; else None.
+
+    A missing table means migrations never ran; a failed connection, an
+    unreachable server. Anything else is a real fault, for the traceback.
+    """
+    if isinstance(error, exc.OperationalError) and sqlstate(error) in (None, "08001", "08006"):
+        return check(engine) or unreachable(engine.url.render_as_string(), error)
+    if sqlstate(error) == UNDEFINED_TABLE:
+        return check(engine)
+    return None

@@ -1,0 +1,43 @@
+"""What every `flask` command group of Pillars shares: setup problems in one line.
+
+A newcomer's first `flask jobs stats` may meet a database that is not
+running or not migrated; they get the sentence that says what to do
+(`app.preflight`), not a page of traceback. Other errors keep theirs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import AppGroup, ScriptInfo
+from sqlalchemy import exc
+
+from app import preflight
+from app.config import ConfigError
+
+
+class DatabaseGroup(AppGroup):
+    """An `AppGroup` whose commands explain a missing or unmigrated database in one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except exc.SQLAlchemyError as error:
+            # The command's app context has ended by now; the app has not.
+            app = ctx.ensure_object(ScriptInfo).load_app()
+            problem = preflight.explain(app.extensions["pillars_engine"], error)
+            if problem is None:
+                raise
+            raise click.ClickException(problem) from None
+
+
+def create_cli_app() -> Flask:
+    """The app for the `flask` command (`.flaskenv`): a bad setting is one line, not a traceback."""
+    from app.web import create_app
+
+    try:
+        return create_app()
+    except ConfigError as error:
+        raise SystemExit(f"Error: {error}") from None
