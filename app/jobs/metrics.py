@@ -14,6 +14,7 @@ from sqlalchemy import Connection, text
 
 from app.jobs import holds
 from app.jobs.stats import orphaned_names
+from app.models import FINISHED_SQL, FINISHED_STATES
 
 #: The window of `pillars_jobs_failed_recent` (and of the duration quantiles).
 RECENT = "5 minutes"
@@ -53,7 +54,7 @@ def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapsho
             text("SELECT state, queue, count(*) FROM jobs GROUP BY state, queue")
         )
     }
-    finished = {key: n for key, n in jobs.items() if key[0] in ("succeeded", "failed", "cancelled")}
+    finished = {key: n for key, n in jobs.items() if key[0] in FINISHED_STATES}
     for queue, state, count in conn.execute(text("SELECT queue, state, count FROM job_tallies")):
         finished[(state, queue)] = finished.get((state, queue), 0) + count
     paused = list(conn.execute(text("SELECT queue FROM queue_pauses ORDER BY queue")).scalars())
@@ -69,12 +70,12 @@ def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapsho
         oldest[q] = float(age)
     durations: dict[str, tuple[float, float, float]] = {}
     for queue, quantiles in conn.execute(
-        text("""
+        text(f"""
         -- ix_jobs_finished: the last five minutes only.
         SELECT queue, percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (
                    ORDER BY extract(epoch FROM finished_at - started_at))
         FROM jobs
-        WHERE state IN ('succeeded', 'failed', 'cancelled')
+        WHERE {FINISHED_SQL}
           AND finished_at > now() - interval '5 minutes' AND started_at IS NOT NULL
         GROUP BY queue
     """)

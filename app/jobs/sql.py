@@ -15,11 +15,12 @@ from __future__ import annotations
 from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
+from app.models import FINISHED_SQL
+
 #: Namespace of the session advisory locks that prove a process is alive
 #: (first key of `pg_advisory_lock(int, int)`; the second is `workers.lock_key`).
 LOCK_NAMESPACE = 0x50_494C  # "PIL"
 
-_FINISHED = "('succeeded', 'failed', 'cancelled')"
 
 # Never commits: the caller's transaction decides whether the job exists.
 _ENQUEUE = """
@@ -537,7 +538,7 @@ WITH gone AS (
 freshened AS ({_freshen("SELECT flow_key FROM gone")}),
 tallied AS (
     INSERT INTO job_tallies (queue, state, count)
-    SELECT queue, state, count(*) FROM gone WHERE state IN {_FINISHED} GROUP BY queue, state
+    SELECT queue, state, count(*) FROM gone WHERE {FINISHED_SQL} GROUP BY queue, state
     ON CONFLICT (queue, state) DO UPDATE SET count = job_tallies.count + excluded.count
 )
 SELECT count(*), (SELECT count(pg_notify('pillars_jobs', '')) FROM freshened) FROM gone
@@ -553,8 +554,7 @@ DELETE_FAILED = text(
 # in one long transaction.
 PRUNE = text(
     _DELETE.format(
-        condition=f"state IN {_FINISHED} "
-        "AND finished_at < now() - make_interval(secs => :older_than)"
+        condition=f"{FINISHED_SQL} AND finished_at < now() - make_interval(secs => :older_than)"
     )
 )
 
