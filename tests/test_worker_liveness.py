@@ -99,7 +99,11 @@ def test_a_killed_workers_jobs_run_again_without_waiting_for_its_heartbeat(
         victim.kill()
         victim.wait()
         # The old rule waited for a heartbeat 60 s late; the watcher needs seconds.
-        wait_for(lambda: job(db, job_id).attempts == 2, timeout=40, what="the rescue")
+        try:
+            wait_for(lambda: job(db, job_id).attempts == 2, timeout=40, what="the rescue")
+        except AssertionError as missed:
+            logs = (tmp_path / "survivor.log").read_text()[-3000:]
+            raise AssertionError(f"{missed}; the survivor said:\n{logs}") from None
         wait_for(lambda: job(db, job_id).state == "succeeded", what="the second run")
     finally:
         assert stop(survivor) == 0

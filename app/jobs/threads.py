@@ -96,9 +96,20 @@ class JobThreads:
         self._tasks.put((-job.priority, next(self._order), running))
 
     def withdraw_waiting(self) -> list[Claimed]:
-        """Take back the jobs no thread has started yet (claimed ahead), to hand them back."""
+        """Take back the jobs claimed ahead, that no idle thread is about to start.
+
+        As many unstarted jobs as there are idle threads stay (the most
+        urgent, as the threads would take them); the rest are returned, to
+        be handed back.
+        """
+        held = list(self._running.values())
+        unstarted = sorted(
+            (r for r in held if r.thread is None and not r.withdrawn),
+            key=lambda r: -r.job.priority,
+        )
+        idle = self.size - (len(held) - len(unstarted))
         withdrawn = []
-        for running in list(self._running.values()):
+        for running in unstarted[max(0, idle) :]:
             with running.lock:
                 if running.thread is None and not running.withdrawn:
                     running.withdrawn = True
