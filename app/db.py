@@ -7,8 +7,9 @@ import json
 from functools import lru_cache
 from typing import Any
 
+import psycopg
 from psycopg.types.json import set_json_loads
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -112,3 +113,29 @@ def describe(error: BaseException) -> str:
     cause = error.orig if isinstance(error, exc.DBAPIError) and error.orig else error
     first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
     return f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+
+
+def on_driver(conn: Connection, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run `statement` (psycopg's parameter style) on `conn`'s own driver connection.
+
+    For statements whose rows are many and plain (the worker's cycle):
+    SQLAlchemy's per-row result work costs more than the database's. Errors
+    come out as SQLAlchemy raises them, and a lost or useless session is
+    invalidated as SQLAlchemy would.
+    """
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    try:
+        return driver.execute(statement, params).fetchall()
+    except psycopg.Error as error:
+        lost = is_connection_fault(error) or driver.closed or driver.broken
+        if lost:
+            conn.invalidate(error)
+        raise exc.DBAPIError.instance(
+            statement,
+            params,
+            error,
+            psycopg.Error,
+            connection_invalidated=lost,
+            dialect=conn.dialect,
+        ) from error

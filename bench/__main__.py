@@ -70,6 +70,7 @@ def enqueue(r: Round) -> Figures:
         "many.copy": raw.enqueue_copy(r.raw, bulk),
         "many.pgq": pgq.enqueue_batches(r.pgq, bulk),
         "many.pillars": pillars.enqueue_batches(r.pillars, bulk),
+        "many.pillars_copy": pillars.enqueue_batches(r.pillars, bulk, batch=10_000),
     }
 
 
@@ -184,7 +185,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default=",".join(PARTS),
-        help=f"comma-separated parts: {', '.join(PARTS)}, profile (not run by default)",
+        help=f"comma-separated parts: {', '.join(PARTS)}, curve and profile (not by default)",
     )
     parser.add_argument(
         "--database-url",
@@ -194,7 +195,7 @@ def _arguments() -> argparse.Namespace:
     )
     args = parser.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
-    unknown = set(parts) - set(PARTS) - {"profile"}
+    unknown = set(parts) - set(PARTS) - {"profile", "curve"}
     if unknown:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     if args.rounds < 1:
@@ -250,6 +251,11 @@ def main() -> int:
             middle, ratios = medians(table, results)
             print(f"\nmedians over {args.rounds} rounds (load average {_load()})")
             _print(render(table, middle, ratios), render_cost(middle), render_flow(middle))
+        if "curve" in args.parts:
+            from bench import curve
+
+            points = {k: curve.point(r.pillars, sizes.drain, k) for k in curve.PROCESSES}
+            print("\n" + curve.render(points), flush=True)
         if "profile" in args.parts:
             from bench.profile import profile
 

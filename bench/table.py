@@ -55,7 +55,8 @@ def rows(sync_default: bool) -> list[Row]:
     return [
         _row("enqueue, 1 per transaction", "jobs/s", "enqueue"),
         _row("enqueue_many, 1,000 per call (raw: executemany)", "jobs/s", "many"),
-        _row("enqueue_many (raw: COPY, 10,000 per COPY)", "jobs/s", "many", "copy", None),
+        _row("enqueue_many, 10,000 per call (raw: COPY, 10,000 per COPY)", "jobs/s", "many",
+             "copy", None, pillars="pillars_copy"),
         _row(f"drain, defaults, sync {default} (raw: 1 job/transaction)", "jobs/s", "drain.default",
              "raw1"),
         _row(f"drain, defaults, sync {default} (raw: 50 per claim)", "jobs/s", "drain.default",

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from app.jobs import enqueue
-from app.jobs.ids import job_id_at
 from tests.web import sign_up
 
 #: What a browser on the test client's own site sends with every POST.
@@ -59,35 +54,6 @@ def flashed(client: FlaskClient, response: TestResponse) -> str:
     """Follow an action's 303 and return the page it leads to (with the flash message)."""
     assert response.status_code == 303, response.get_data(as_text=True)
     return client.get(response.headers["Location"]).get_data(as_text=True)
-
-
-def add_job(
-    engine: Engine,
-    name: str = "test.add",
-    payload: Mapping[str, Any] | None = None,
-    *,
-    queue: str | None = None,
-    **columns: Any,
-) -> uuid.UUID:
-    """Enqueue a job and then set any columns (state, errors, result...) as a test needs."""
-    with Session(engine) as session:
-        job_id = enqueue(
-            session, name, {"a": 1, "b": 2} if payload is None else dict(payload), queue=queue
-        )
-        session.commit()
-    if "created_at" in columns:  # ids sort by creation time: back-date the id too
-        columns["job_id"] = job_id_at(columns["created_at"].timestamp())
-    if columns:
-        documents = {k: json.dumps(v) for k, v in columns.items() if isinstance(v, dict | list)}
-        assignments = ", ".join(
-            f"{k} = CAST(:{k} AS jsonb)" if k in documents else f"{k} = :{k}" for k in columns
-        )
-        with engine.begin() as conn:
-            conn.execute(
-                text(f"UPDATE jobs SET {assignments} WHERE job_id = :old_id"),
-                {**columns, **documents, "old_id": job_id},
-            )
-    return uuid.UUID(str(columns.get("job_id", job_id)))
 
 
 def state_of(engine: Engine, job_id: uuid.UUID) -> str | None:

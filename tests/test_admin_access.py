@@ -10,7 +10,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
-from tests.admin import add_job, post, signed_in, state_of, token
+from tests import factory
+from tests.admin import post, signed_in, state_of, token
 from tests.web import csrf_token
 
 PAGES = ["/admin/", "/admin/jobs", "/admin/jobs/{job}", "/admin/cron"]
@@ -29,7 +30,7 @@ ACTIONS = [
 @pytest.fixture
 def job(db: Engine) -> uuid.UUID:
     """A failed job: every action could touch it."""
-    return add_job(db, state="failed", finished_at=None, attempts=1)
+    return factory.row(db, state="failed", finished_at=None, attempts=1)
 
 
 @pytest.fixture

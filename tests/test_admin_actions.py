@@ -10,7 +10,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
-from tests.admin import add_job, flashed, post, signed_in, state_of
+from tests import factory
+from tests.admin import flashed, post, signed_in, state_of
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def act(admin: FlaskClient, job_id: uuid.UUID, action: str) -> tuple[str, str]:
 
 
 def test_retry_queues_a_failed_job_again_now(admin: FlaskClient, db: Engine) -> None:
-    job_id = add_job(db, state="failed", attempts=3, max_attempts=3)
+    job_id = factory.row(db, state="failed", attempts=3, max_attempts=3)
     location, page = act(admin, job_id, "retry")
     assert location == f"/admin/jobs/{job_id}"
     assert f"Job {job_id} (test.add) queued again, to run now." in page
@@ -41,35 +42,35 @@ def test_retry_queues_a_failed_job_again_now(admin: FlaskClient, db: Engine) -> 
 def test_retry_refuses_a_job_that_is_not_failed_or_cancelled(
     admin: FlaskClient, db: Engine
 ) -> None:
-    job_id = add_job(db, state="running")
+    job_id = factory.row(db, state="running")
     _, page = act(admin, job_id, "retry")
     assert f"Job {job_id} (test.add) is running: only failed or cancelled jobs" in page
     assert state_of(db, job_id) == "running"
 
 
 def test_cancel_stops_a_queued_job(admin: FlaskClient, db: Engine) -> None:
-    job_id = add_job(db)
+    job_id = factory.row(db)
     _, page = act(admin, job_id, "cancel")
     assert f"Job {job_id} (test.add) cancelled." in page
     assert state_of(db, job_id) == "cancelled"
 
 
 def test_cancel_refuses_a_finished_job(admin: FlaskClient, db: Engine) -> None:
-    job_id = add_job(db, state="succeeded")
+    job_id = factory.row(db, state="succeeded")
     _, page = act(admin, job_id, "cancel")
     assert "is succeeded: only queued or running jobs can be cancelled." in page
     assert state_of(db, job_id) == "succeeded"
 
 
 def test_delete_removes_the_job_and_returns_to_the_list(admin: FlaskClient, db: Engine) -> None:
-    job_id = add_job(db, state="failed")
+    job_id = factory.row(db, state="failed")
     location, page = act(admin, job_id, "delete")
     assert location == "/admin/jobs" and f"Job {job_id} (test.add) deleted." in page
     assert state_of(db, job_id) is None
 
 
 def test_delete_refuses_a_running_job(admin: FlaskClient, db: Engine) -> None:
-    job_id = add_job(db, state="running")
+    job_id = factory.row(db, state="running")
     location, page = act(admin, job_id, "delete")
     assert location == f"/admin/jobs/{job_id}"
     assert "is running: a running job cannot be deleted; cancel it first." in page
@@ -87,11 +88,11 @@ def test_acting_on_an_unknown_job_is_404_and_on_a_malformed_id_400(
 def failed_jobs(db: Engine) -> dict[str, uuid.UUID]:
     """Failed jobs in two queues under two names, and one succeeded job."""
     return {
-        "reports/add": add_job(db, queue="reports", state="failed"),
-        "reports/add2": add_job(db, queue="reports", state="failed"),
-        "reports/noop": add_job(db, "test.noop", {}, queue="reports", state="failed"),
-        "default/add": add_job(db, queue="default", state="failed"),
-        "done": add_job(db, queue="reports", state="succeeded"),
+        "reports/add": factory.row(db, queue="reports", state="failed"),
+        "reports/add2": factory.row(db, queue="reports", state="failed"),
+        "reports/noop": factory.row(db, "test.noop", {}, queue="reports", state="failed"),
+        "default/add": factory.row(db, queue="default", state="failed"),
+        "done": factory.row(db, queue="reports", state="succeeded"),
     }
 
 

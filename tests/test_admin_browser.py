@@ -14,7 +14,8 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import Engine, text
 
-from tests.admin import add_job, state_of
+from tests import factory
+from tests.admin import state_of
 from tests.browser import DEADLINE_MS
 from tests.processes import start, stop, wait_for
 
@@ -40,7 +41,9 @@ def test_retry_a_failed_job_and_watch_a_worker_run_it(
     site: str, admin_page: Page, db: Engine, process_env: dict[str, str], tmp_path: Path
 ) -> None:
     error = {"attempt": 1, "at": None, "worker": "w", "error": "Boom", "traceback": "Tb"}
-    job_id = add_job(db, "test.add", {"a": 2, "b": 3}, state="failed", attempts=1, errors=[error])
+    job_id = factory.row(
+        db, "test.add", {"a": 2, "b": 3}, state="failed", attempts=1, errors=[error]
+    )
     page = admin_page
     page.goto(f"{site}/admin/jobs/{job_id}")
     expect(page.locator("#state")).to_have_text("failed")
@@ -74,7 +77,7 @@ def test_cancel_a_running_job_and_its_outcome_is_dropped(
     payload = {"path": str(marker), "marker": "done", "sleep": HANDLER_SECONDS}
     worker = start("worker.py", process_env, log=tmp_path / "worker.log")
     try:
-        job_id = add_job(db, "test.record", payload)
+        job_id = factory.row(db, "test.record", payload)
         wait_for(lambda: running(db, job_id), timeout=60, what="the worker to start the job")
         page = admin_page
         page.goto(f"{site}/admin/jobs/{job_id}")

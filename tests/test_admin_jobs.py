@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
 from app.jobs.testing import drain
-from tests.admin import add_job, signed_in
+from tests import factory
+from tests.admin import signed_in
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -35,24 +36,24 @@ def next_link(page: str) -> str | None:
 
 
 def test_lists_jobs_newest_first(admin: FlaskClient, db: Engine) -> None:
-    ids = [str(add_job(db, created_at=START + timedelta(minutes=n))) for n in range(3)]
+    ids = [str(factory.row(db, created_at=START + timedelta(minutes=n))) for n in range(3)]
     assert listed(admin.get("/admin/jobs").text) == ids[::-1]
 
 
 def test_filters_by_state_queue_and_name_together(admin: FlaskClient, db: Engine) -> None:
-    wanted = add_job(db, "test.add", queue="reports", state="failed")
-    add_job(db, "test.add", queue="reports")  # queued
-    add_job(db, "test.add", queue="default", state="failed")
-    add_job(db, "test.noop", {}, queue="reports", state="failed")
+    wanted = factory.row(db, "test.add", queue="reports", state="failed")
+    factory.row(db, "test.add", queue="reports")  # queued
+    factory.row(db, "test.add", queue="default", state="failed")
+    factory.row(db, "test.noop", {}, queue="reports", state="failed")
     page = admin.get("/admin/jobs?state=failed&queue=reports&name=test.add").text
     assert listed(page) == [str(wanted)]
     assert '<option value="failed" selected>' in page and 'value="reports"' in page
 
 
 def test_pages_follow_the_cursor_through_every_job_once(admin: FlaskClient, db: Engine) -> None:
-    ids = [str(add_job(db, created_at=START + timedelta(seconds=n))) for n in range(110)]
-    ids += [str(add_job(db, created_at=START)) for _ in range(5)]  # ties broken by id
-    add_job(db, "test.noop", {})  # filtered out on every page
+    ids = [str(factory.row(db, created_at=START + timedelta(seconds=n))) for n in range(110)]
+    ids += [str(factory.row(db, created_at=START)) for _ in range(5)]  # ties broken by id
+    factory.row(db, "test.noop", {})  # filtered out on every page
     seen: list[str] = []
     link: str | None = "/admin/jobs?name=test.add"
     pages = 0
@@ -94,7 +95,7 @@ def test_the_bulk_actions_show_only_where_failed_jobs_can_match(admin: FlaskClie
 
 
 def test_a_job_page_tells_its_whole_story(admin: FlaskClient, db: Engine) -> None:
-    job_id = add_job(
+    job_id = factory.row(
         db,
         "test.fail",
         {"message": "disk full"},
@@ -124,7 +125,7 @@ def test_every_error_is_shown_newest_first(admin: FlaskClient, db: Engine) -> No
         }
         for n in (1, 2, 3)
     ]
-    job_id = add_job(db, state="failed", attempts=3, errors=errors)
+    job_id = factory.row(db, state="failed", attempts=3, errors=errors)
     page = admin.get(f"/admin/jobs/{job_id}").text
     assert "Errors (3)" in page
     assert page.index("Attempt 3") < page.index("Attempt 2") < page.index("Attempt 1")
@@ -132,7 +133,7 @@ def test_every_error_is_shown_newest_first(admin: FlaskClient, db: Engine) -> No
 
 
 def test_secrets_are_masked_in_payload_result_and_errors(admin: FlaskClient, db: Engine) -> None:
-    job_id = add_job(db, "test.login", {"user": "ada", "password": "hunter2-secret"})
+    job_id = factory.row(db, "test.login", {"user": "ada", "password": "hunter2-secret"})
     drain(db)  # fails: the error quotes the password, which is cut out when stored
     # No test job returns secrets: the result is written by hand.
     with db.begin() as conn:
@@ -158,7 +159,7 @@ def test_an_unknown_job_is_404_and_a_malformed_id_is_400(admin: FlaskClient) -> 
 
 def test_a_job_page_offers_the_actions_its_state_allows(admin: FlaskClient, db: Engine) -> None:
     def buttons(state: str) -> list[str]:
-        page = admin.get(f"/admin/jobs/{add_job(db, state=state)}").text
+        page = admin.get(f"/admin/jobs/{factory.row(db, state=state)}").text
         return re.findall(r'/(retry|cancel|delete)"', page)
 
     assert buttons("queued") == ["cancel", "delete"]
@@ -169,6 +170,6 @@ def test_a_job_page_offers_the_actions_its_state_allows(admin: FlaskClient, db: 
 
 
 def test_only_a_live_job_page_refreshes_itself(admin: FlaskClient, db: Engine) -> None:
-    assert "data-refresh" in admin.get(f"/admin/jobs/{add_job(db)}").text
-    done = add_job(db, state="succeeded")
+    assert "data-refresh" in admin.get(f"/admin/jobs/{factory.row(db)}").text
+    done = factory.row(db, state="succeeded")
     assert "data-refresh" not in admin.get(f"/admin/jobs/{done}").text

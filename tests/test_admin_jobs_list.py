@@ -17,7 +17,8 @@ from sqlalchemy import Engine, text
 from werkzeug.datastructures import MultiDict
 
 from app.web.admin import jobs
-from tests.admin import add_job, flashed, post, signed_in, state_of
+from tests import factory
+from tests.admin import flashed, post, signed_in, state_of
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -43,9 +44,9 @@ def test_the_state_filter_says_how_many_jobs_each_state_holds(
     admin: FlaskClient, db: Engine
 ) -> None:
     for _ in range(3):
-        add_job(db, queue="mail")
-    add_job(db, queue="reports", state="failed")
-    add_job(db, "test.noop", {}, queue="mail", state="succeeded")
+        factory.row(db, queue="mail")
+    factory.row(db, queue="reports", state="failed")
+    factory.row(db, "test.noop", {}, queue="mail", state="succeeded")
     page = admin.get("/admin/jobs").text
     assert [option(page, s) for s in ("queued", "failed", "succeeded", "running")] == [
         "queued (3)",
@@ -65,11 +66,13 @@ def test_a_payload_search_finds_finished_and_waiting_jobs_that_contain_it(
     admin: FlaskClient, db: Engine
 ) -> None:
     wanted = [
-        add_job(db, payload={"a": 7, "b": 1}, created_at=START),
-        add_job(db, payload={"a": 7, "b": 2}, state="succeeded", created_at=START + timedelta(1)),
-        add_job(db, payload={"a": 7, "b": 3}, state="failed", created_at=START + timedelta(2)),
+        factory.row(db, payload={"a": 7, "b": 1}, created_at=START),
+        factory.row(
+            db, payload={"a": 7, "b": 2}, state="succeeded", created_at=START + timedelta(1)
+        ),
+        factory.row(db, payload={"a": 7, "b": 3}, state="failed", created_at=START + timedelta(2)),
     ]
-    add_job(db, payload={"a": 8, "b": 1}, state="succeeded")
+    factory.row(db, payload={"a": 8, "b": 1}, state="succeeded")
     page = admin.get("/admin/jobs", query_string={"payload": '{"a": 7}'}).text
     assert listed(page) == [str(job_id) for job_id in reversed(wanted)]
     narrowed = admin.get("/admin/jobs", query_string={"payload": '{"a": 7, "b": 2}'}).text
@@ -83,7 +86,7 @@ def test_a_payload_search_pages_through_its_matches_newest_first(
     monkeypatch.setattr(jobs, "PAGE_SIZE", 2)
     states = ["succeeded", "queued", "failed", "queued", "succeeded"]
     ids = [
-        str(add_job(db, payload={"a": 1}, state=s, created_at=START + timedelta(minutes=n)))
+        str(factory.row(db, payload={"a": 1}, state=s, created_at=START + timedelta(minutes=n)))
         for n, s in enumerate(states)
     ]
     seen: list[str] = []
@@ -125,7 +128,7 @@ def test_a_payload_search_that_cannot_run_is_refused_with_the_reason(
 def test_a_search_that_reads_too_long_is_stopped_and_the_page_says_how_to_narrow_it(
     admin: FlaskClient, db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    add_job(db, payload={"a": 1})
+    factory.row(db, payload={"a": 1})
     monkeypatch.setattr(jobs, "SEARCH_TIMEOUT_MS", 300)
     locked, release = threading.Event(), threading.Event()
 
@@ -152,7 +155,7 @@ def test_rows_show_a_masked_payload_preview_relative_times_and_how_long_they_ran
 ) -> None:
     with db.connect() as conn:
         now = conn.execute(text("SELECT now()")).scalar_one()
-    add_job(
+    factory.row(
         db,
         "test.login",
         {"user": "ada", "password": "s3cret"},
@@ -171,7 +174,7 @@ def test_rows_show_a_masked_payload_preview_relative_times_and_how_long_they_ran
 
 def test_a_large_payload_stays_out_of_the_list(admin: FlaskClient, db: Engine) -> None:
     noise = secrets.token_urlsafe(6_000)  # random: compression cannot shrink it
-    add_job(db, "test.record", {"path": noise, "marker": "m"})
+    factory.row(db, "test.record", {"path": noise, "marker": "m"})
     page = admin.get("/admin/jobs").text
     assert noise[:100] not in page
     assert re.search(r"\([\d,]+ bytes: open the job to see it\)", page)
@@ -180,7 +183,7 @@ def test_a_large_payload_stays_out_of_the_list(admin: FlaskClient, db: Engine) -
 @pytest.fixture
 def mixed(db: Engine) -> dict[str, uuid.UUID]:
     return {
-        state: add_job(db, state=state)
+        state: factory.row(db, state=state)
         for state in ("queued", "running", "succeeded", "failed", "cancelled")
     }
 
@@ -234,7 +237,7 @@ def test_acting_on_no_ticked_job_says_so(admin: FlaskClient, db: Engine) -> None
 def test_a_malformed_selection_is_refused_and_changes_nothing(
     admin: FlaskClient, db: Engine, data: dict[str, str], status: int
 ) -> None:
-    job_id = add_job(db, state="failed")
+    job_id = factory.row(db, state="failed")
     assert post(admin, "/admin/jobs/selected", data).status_code == status
     assert state_of(db, job_id) == "failed"
 
@@ -262,7 +265,7 @@ def history(admin: FlaskClient, job_id: uuid.UUID) -> list[str]:
 def test_every_dashboard_action_on_a_job_is_recorded_and_shown_on_its_page(
     admin: FlaskClient, db: Engine
 ) -> None:
-    job_id = add_job(db, state="failed")
+    job_id = factory.row(db, state="failed")
     flashed(admin, post(admin, f"/admin/jobs/{job_id}/retry"))
     flashed(admin, post(admin, f"/admin/jobs/{job_id}/cancel"))
     post(admin, "/admin/jobs/selected", {"action": "retry", "job_id": str(job_id)})
@@ -282,7 +285,7 @@ def test_every_dashboard_action_on_a_job_is_recorded_and_shown_on_its_page(
 def test_bulk_actions_and_pauses_are_recorded_and_listed_on_the_overview(
     admin: FlaskClient, db: Engine
 ) -> None:
-    failed = [add_job(db, queue="mail", state="failed") for _ in range(3)]
+    failed = [factory.row(db, queue="mail", state="failed") for _ in range(3)]
     post(admin, "/admin/jobs/failed/retry", {"queue": "mail"})
     post(admin, "/admin/queues/pause", {"queue": "mail"})
     overview = admin.get("/admin/").text
@@ -298,7 +301,7 @@ def test_bulk_actions_and_pauses_are_recorded_and_listed_on_the_overview(
 def test_the_list_refreshes_itself_in_a_region_that_holds_the_selection(
     admin: FlaskClient, db: Engine
 ) -> None:
-    add_job(db)
+    factory.row(db)
     page = admin.get("/admin/jobs").text
     live = page.split('<div id="live" data-refresh="5">')[1]
     assert live.index('<form method="post" action="/admin/jobs/selected"') < live.index(

@@ -18,7 +18,8 @@ from app.jobs.counts import Counts
 from app.jobs.stats import Overview
 from app.web.admin import chart, overview
 from app.web.admin.display import duration
-from tests.admin import add_job, flashed, post, signed_in
+from tests import factory
+from tests.admin import flashed, post, signed_in
 from tests.processes import start, stop, wait_for
 
 
@@ -52,9 +53,9 @@ def add_worker(db: Engine, worker_id: str, kind: str = "worker", **columns: obje
 
 def test_counts_jobs_by_state_and_queue(admin: FlaskClient, db: Engine) -> None:
     for _ in range(3):
-        add_job(db, queue="reports")
-    add_job(db, queue="reports", state="failed")
-    add_job(db, queue="default", state="succeeded")
+        factory.row(db, queue="reports")
+    factory.row(db, queue="reports", state="failed")
+    factory.row(db, queue="default", state="succeeded")
     page = admin.get("/admin/").text
     # columns: waiting queued running succeeded failed cancelled
     assert row(page, "reports").startswith("reports 0 3 0 0 1 0")
@@ -71,8 +72,8 @@ def test_charts_jobs_finished_and_failed_per_minute_over_the_last_hour(
     minute = now - timedelta(minutes=5)
     at = minute + timedelta(seconds=20)
     for state in ("succeeded", "succeeded", "succeeded", "failed"):
-        add_job(db, state=state, finished_at=at)
-    add_job(db, state="succeeded", finished_at=now - timedelta(hours=2))  # too old to count
+        factory.row(db, state=state, finished_at=at)
+    factory.row(db, state="succeeded", finished_at=now - timedelta(hours=2))  # too old to count
     page = admin.get("/admin/").text
     assert page.count('<g class="minute">') == 60
     hhmm = minute.astimezone(UTC).strftime("%H:%M")
@@ -83,8 +84,8 @@ def test_charts_jobs_finished_and_failed_per_minute_over_the_last_hour(
 def test_shows_how_long_the_oldest_due_job_has_waited(admin: FlaskClient, db: Engine) -> None:
     assert re.search(r'id="oldest-due">none waiting<', admin.get("/admin/").text)
     # Hours ago, so that a slow machine cannot change the figure shown.
-    add_job(db, run_at=datetime.now(UTC) - timedelta(hours=2, minutes=30))
-    add_job(db, run_at=datetime.now(UTC) + timedelta(hours=1))  # not due: does not count
+    factory.row(db, run_at=datetime.now(UTC) - timedelta(hours=2, minutes=30))
+    factory.row(db, run_at=datetime.now(UTC) + timedelta(hours=1))  # not due: does not count
     assert re.search(r'id="oldest-due">2 h 3\d min<', admin.get("/admin/").text)
 
 
@@ -95,7 +96,7 @@ def test_lists_live_workers_and_cron_with_heartbeat_and_what_they_run(
     add_worker(db, "idle")
     add_worker(db, "frozen", age=7200.0)
     add_worker(db, "cron-1", kind="cron")
-    running = add_job(db, "test.sleep", {"seconds": 5}, state="running", locked_by="busy")
+    running = factory.row(db, "test.sleep", {"seconds": 5}, state="running", locked_by="busy")
     page = admin.get("/admin/").text
     processes = page.split('id="processes"')[1].split("</table>")[0]
     assert processes.count("<tr>") == 5  # header and four processes
@@ -109,9 +110,9 @@ def test_warns_when_queued_jobs_wait_for_a_name_no_live_worker_knows(
     admin: FlaskClient, db: Engine
 ) -> None:
     add_worker(db, "w", names=["test.sleep"])
-    add_job(db, "test.add")
-    add_job(db, "test.add")
-    add_job(db, "test.sleep", {"seconds": 1})
+    factory.row(db, "test.add")
+    factory.row(db, "test.add")
+    factory.row(db, "test.sleep", {"seconds": 1})
     page = admin.get("/admin/").text
     assert "Queued jobs wait for names no live worker knows" in page
     assert ">test.add</a> (2)" in page and ">test.sleep</a>" not in page.split("Processes")[0]
@@ -122,7 +123,7 @@ def test_says_so_when_no_process_is_alive(admin: FlaskClient) -> None:
 
 
 def test_pause_and_resume_a_queue_from_the_overview(admin: FlaskClient, db: Engine) -> None:
-    add_job(db, queue="reports")
+    factory.row(db, queue="reports")
     page = flashed(admin, post(admin, "/admin/queues/pause", {"queue": "reports"}))
     assert "Queue &#39;reports&#39; paused" in page
     assert "reports paused" in row(page, "reports")
@@ -227,7 +228,7 @@ def test_no_false_alarm_while_a_real_worker_that_knows_the_job_is_running(
     with Session(db) as session:
         pause_queue(session, "held", paused_by="test")  # keeps the job queued
         session.commit()
-    add_job(db, "test.add", queue="held")
+    factory.row(db, "test.add", queue="held")
     worker = start("worker.py", process_env, log=tmp_path / "worker.log")
     try:
         wait_for(lambda: knows(db, "test.add"), timeout=60, what="the worker to register")

@@ -25,6 +25,7 @@ from app.jobs import (
 from app.jobs.execution import Claimed, Outcome, backoff, execute
 from app.jobs.testing import drain
 from app.models import Job
+from tests import factory
 from tests.processes import wait_for
 
 
@@ -106,9 +107,7 @@ def test_paused_queue_is_not_claimed_until_resumed(db: Engine) -> None:
 
 
 def test_claim_counts_the_attempt_and_records_the_owner(db: Engine) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.add", {"a": 1})
-        session.commit()
+    job_id = factory.job(db, "test.add", {"a": 1})
     [claimed] = claim(db, "worker-1")
     row = job_row(db, job_id)
     assert (claimed.attempt, row.attempts, row.state, row.locked_by) == (
@@ -121,9 +120,7 @@ def test_claim_counts_the_attempt_and_records_the_owner(db: Engine) -> None:
 
 
 def test_success_is_saved_with_the_result(db: Engine) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.add", {"a": 2, "b": 3})
-        session.commit()
+    job_id = factory.job(db, "test.add", {"a": 2, "b": 3})
     [claimed] = claim(db, "w")
     saved = save(db, "w", [execute(claimed)])
     row = job_row(db, job_id)
@@ -132,9 +129,7 @@ def test_success_is_saved_with_the_result(db: Engine) -> None:
 
 
 def test_failure_goes_back_to_the_queue_with_backoff_and_the_error(db: Engine) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.fail", {"message": "smtp down"})
-        session.commit()
+    job_id = factory.job(db, "test.fail", {"message": "smtp down"})
     [claimed] = claim(db, "w")
     save(db, "w", [execute(claimed)])
     row = job_row(db, job_id)
@@ -148,9 +143,7 @@ def test_failure_goes_back_to_the_queue_with_backoff_and_the_error(db: Engine) -
 
 
 def test_failure_on_the_last_attempt_ends_failed_with_every_error_kept(db: Engine) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.fail", {}, max_attempts=2)
-        session.commit()
+    job_id = factory.job(db, "test.fail", {}, max_attempts=2)
     for _ in range(2):
         with db.begin() as conn:
             conn.execute(text("UPDATE jobs SET run_at = now() WHERE job_id = :id"), {"id": job_id})
@@ -168,9 +161,7 @@ def test_backoff_grows_exponentially_with_jitter() -> None:
 
 
 def test_retry_exception_reschedules_after_its_delay(db: Engine) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.retry_later", {"delay": 30})
-        session.commit()
+    job_id = factory.job(db, "test.retry_later", {"delay": 30})
     [claimed] = claim(db, "w")
     save(db, "w", [execute(claimed)])
     row = job_row(db, job_id)
@@ -181,9 +172,7 @@ def test_retry_exception_reschedules_after_its_delay(db: Engine) -> None:
 
 
 def test_discard_exception_fails_the_job_without_retrying(db: Engine) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.discard", {})
-        session.commit()
+    job_id = factory.job(db, "test.discard", {})
     [claimed] = claim(db, "w")
     save(db, "w", [execute(claimed)])
     row = job_row(db, job_id)
@@ -218,9 +207,7 @@ def test_a_row_with_a_broken_payload_fails_with_a_clear_reason(db: Engine) -> No
 
 
 def test_a_worker_that_lost_its_claim_cannot_overwrite_the_new_owner(db: Engine) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.add", {"a": 1})
-        session.commit()
+    job_id = factory.job(db, "test.add", {"a": 1})
     [frozen] = claim(db, "frozen")
     with db.begin() as conn:  # rescued while frozen, then claimed by another worker
         conn.execute(text("UPDATE jobs SET state = 'queued' WHERE job_id = :id"), {"id": job_id})
@@ -234,9 +221,7 @@ def test_a_worker_that_lost_its_claim_cannot_overwrite_the_new_owner(db: Engine)
 
 
 def test_same_worker_name_with_an_old_attempt_is_fenced_too(db: Engine) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.add", {"a": 1})
-        session.commit()
+    job_id = factory.job(db, "test.add", {"a": 1})
     [old] = claim(db, "w")
     with db.begin() as conn:
         conn.execute(text("UPDATE jobs SET state = 'queued' WHERE job_id = :id"), {"id": job_id})
@@ -261,9 +246,7 @@ def test_handler_reports_progress_through_its_context(db: Engine) -> None:
 
 
 def test_progress_is_written_only_by_the_current_owner(db: Engine) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.progress", {"steps": 4})
-        session.commit()
+    job_id = factory.job(db, "test.progress", {"steps": 4})
     [claimed] = claim(db, "w")
     with db.begin() as conn:
         assert claims.set_progress(conn, "w", claimed, 0.5, "half way")
@@ -273,9 +256,7 @@ def test_progress_is_written_only_by_the_current_owner(db: Engine) -> None:
 
 
 def test_stale_heartbeat_is_rescued_back_to_the_queue(db: Engine) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.add", {"a": 1})
-        session.commit()
+    job_id = factory.job(db, "test.add", {"a": 1})
     claim(db, "frozen")
     settle(db)
     with db.begin() as conn:
@@ -299,9 +280,7 @@ def test_live_heartbeat_is_never_rescued(db: Engine) -> None:
 def test_job_of_a_worker_whose_session_ended_is_rescued_at_once(
     db: Engine, database_url: str
 ) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.add", {"a": 1})
-        session.commit()
+    job_id = factory.job(db, "test.add", {"a": 1})
     settle(db)
     conninfo = database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(conninfo, autocommit=True) as life:
@@ -325,9 +304,7 @@ def test_job_of_a_worker_whose_session_ended_is_rescued_at_once(
 
 
 def test_rescue_on_the_last_attempt_fails_the_job_and_says_why(db: Engine) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.add", {"a": 1}, max_attempts=1)
-        session.commit()
+    job_id = factory.job(db, "test.add", {"a": 1}, max_attempts=1)
     claim(db, "frozen")
     settle(db)
     with db.begin() as conn:
@@ -339,9 +316,7 @@ def test_rescue_on_the_last_attempt_fails_the_job_and_says_why(db: Engine) -> No
 
 
 def test_release_refunds_the_attempt_and_requeues(db: Engine) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.add", {"a": 1})
-        session.commit()
+    job_id = factory.job(db, "test.add", {"a": 1})
     held = claim(db, "w")
     with db.begin() as conn:
         assert claims.release(conn, "w", held) == [job_id]
@@ -350,11 +325,8 @@ def test_release_refunds_the_attempt_and_requeues(db: Engine) -> None:
 
 
 def test_a_rescued_job_keeps_its_place_in_the_queue(db: Engine) -> None:
-    with Session(db) as session:
-        first = enqueue(session, "test.add", {"a": 1})
-        session.commit()
-        second = enqueue(session, "test.add", {"a": 2})
-        session.commit()
+    first = factory.job(db, "test.add", {"a": 1})
+    second = factory.job(db, "test.add", {"a": 2})
     [claimed] = claim(db, "frozen", limit=1)
     assert claimed.job_id == first
     settle(db)

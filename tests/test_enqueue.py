@@ -219,3 +219,23 @@ def test_ids_made_in_one_process_sort_in_the_order_they_were_made() -> None:
     after = new_job_id()
     made = [*singles, *bulk, after]
     assert made == sorted(made) and len(set(made)) == len(made)
+
+
+def test_a_large_batch_goes_in_whole_with_every_option(session: Session) -> None:
+    requests = [
+        JobRequest("test.add", {"a": n, "b": -n}, queue="bulk", priority=n % 3, context="bulk")
+        for n in range(600)
+    ] + [JobRequest("test.per_user", {"user_id": n}) for n in range(3)]
+    ids = enqueue_many(session, requests)
+    session.commit()
+    rows = {j.job_id: j for j in session.query(Job)}
+    assert list(rows) and sorted(ids) == sorted(rows) and ids == sorted(ids)
+    first = rows[ids[0]]
+    assert (first.payload, first.queue, first.priority, first.context) == (
+        {"a": 0, "b": 0},
+        "bulk",
+        0,
+        "bulk",
+    )
+    assert [rows[i].state for i in ids[-3:]] == ["waiting"] * 3
+    assert rows[ids[-1]].flow_key == "user:2"

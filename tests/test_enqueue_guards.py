@@ -227,6 +227,8 @@ def test_what_the_database_still_refuses_leaves_the_callers_transaction_alive(
             enqueue(session, "test.noop")
         with pytest.raises(IntegrityError, match="no_noop"):
             enqueue_many(session, [JobRequest("test.noop")])
+        with pytest.raises(IntegrityError, match="no_noop"):  # a batch large enough for COPY
+            enqueue_many(session, [JobRequest("test.noop")] * 600)
         enqueue(session, "test.add", {"a": 1})
         session.commit()
         assert session.scalar(select(User.email)) == "kept@example.com"

@@ -17,6 +17,7 @@ from app.jobs import JobRequest, claims, enqueue, enqueue_many, flow, holds, ope
 from app.jobs.execution import execute
 from app.jobs.testing import drain
 from app.models import Job
+from tests import factory
 
 
 def states(engine: Engine, ids: list[uuid.UUID]) -> list[str]:
@@ -168,9 +169,7 @@ def test_cancelling_a_keyed_job_gives_its_place_to_the_next(db: Engine) -> None:
 
 
 def test_a_retried_keyed_job_goes_back_through_its_keys_limit(db: Engine) -> None:
-    with Session(db) as session:
-        failed = enqueue(session, "test.fail", {}, concurrency_key="k", max_attempts=1)
-        session.commit()
+    failed = factory.job(db, "test.fail", {}, concurrency_key="k", max_attempts=1)
     drain(db)
     others = keyed(db, 1, concurrency_key="k")
     claims.promote(db)

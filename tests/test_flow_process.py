@@ -102,11 +102,12 @@ def test_a_key_limit_holds_across_four_racing_workers_and_a_kill_9(
             stop(worker)
     with db.connect() as conn:
         rows = conn.execute(text(f"SELECT pid, started, ended FROM {runs}")).all()
-    # The killed execution ended when its process did.
+    # The killed executions (one or two: the key allows two) ended with their process.
     intervals = [(started, ended or killed_at) for pid, started, ended in rows]
-    assert all(ended is not None or pid == busy for pid, _, ended in rows)
+    cut = [pid for pid, _, ended in rows if ended is None]
+    assert set(cut) == {busy} and 1 <= len(cut) <= 2
     assert most_at_once(intervals) == 2  # never three, and the limit was used
-    assert len(rows) == total + 1  # every job once, and the killed one again
+    assert len(rows) == total + len(cut)  # every job once, and the cut ones again
 
 
 def test_a_queue_rate_holds_in_every_window_across_workers(

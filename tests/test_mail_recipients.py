@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from app import mail
 from app.config import Settings
-from app.jobs import enqueue
 from app.jobs.testing import drain
 from app.models import Job
+from tests import factory
 
 
 @pytest.mark.parametrize(
@@ -49,9 +49,7 @@ def test_an_account_email_to_a_stored_address_with_a_comma_fails_and_sends_nothi
                 " VALUES ('ada@example.com,eve@evil.example', 'x') RETURNING id"
             )
         ).scalar_one()
-    with Session(db) as session:
-        job_id = enqueue(session, "accounts.send_welcome", {"user_id": user_id})
-        session.commit()
+    job_id = factory.job(db, "accounts.send_welcome", {"user_id": user_id})
     drain(db)
     with Session(db) as session:
         job = session.get_one(Job, job_id)

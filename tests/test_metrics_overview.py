@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app.jobs import pause_queue
-from tests.admin import add_job
+from tests import factory
 
 
 def sample(page: str, name: str, labels: str = "") -> float | None:
@@ -34,7 +34,7 @@ def add_worker(db: Engine, names: list[str]) -> None:
 
 
 def test_an_idle_queue_reports_an_oldest_due_age_of_zero(client: FlaskClient, db: Engine) -> None:
-    add_job(db, queue="mail", state="succeeded")
+    factory.row(db, queue="mail", state="succeeded")
     with Session(db) as session:
         pause_queue(session, "reports", paused_by="ops")
         session.commit()
@@ -44,7 +44,7 @@ def test_an_idle_queue_reports_an_oldest_due_age_of_zero(client: FlaskClient, db
 
 
 def test_paused_queues_are_one_and_the_others_zero(client: FlaskClient, db: Engine) -> None:
-    add_job(db, queue="mail")
+    factory.row(db, queue="mail")
     with Session(db) as session:
         pause_queue(session, "reports", paused_by="ops")
         session.commit()
@@ -57,9 +57,9 @@ def test_orphaned_names_count_the_queued_jobs_no_live_worker_can_run(
     client: FlaskClient, db: Engine
 ) -> None:
     add_worker(db, ["test.add"])
-    add_job(db, "test.add")
+    factory.row(db, "test.add")
     for _ in range(2):
-        add_job(db, "test.noop", {})
+        factory.row(db, "test.noop", {})
     page = client.get("/metrics").text
     assert sample(page, "pillars_jobs_orphaned", '{name="test.noop"}') == 2
     assert sample(page, "pillars_jobs_orphaned", '{name="test.add"}') is None
@@ -71,9 +71,9 @@ def test_failures_per_job_name_cover_the_last_minutes_and_every_known_name(
     add_worker(db, ["test.add", "test.noop"])
     now = datetime.now(UTC)
     for _ in range(2):
-        add_job(db, "test.add", state="failed", finished_at=now)
-    add_job(db, "test.fail", {}, state="failed", finished_at=now)
-    add_job(db, "test.fail", {}, state="failed", finished_at=datetime(2020, 1, 1, tzinfo=UTC))
+        factory.row(db, "test.add", state="failed", finished_at=now)
+    factory.row(db, "test.fail", {}, state="failed", finished_at=now)
+    factory.row(db, "test.fail", {}, state="failed", finished_at=datetime(2020, 1, 1, tzinfo=UTC))
     page = client.get("/metrics").text
     assert sample(page, "pillars_jobs_failed_recent", '{name="test.add"}') == 2
     assert sample(page, "pillars_jobs_failed_recent", '{name="test.fail"}') == 1

@@ -12,7 +12,8 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import Engine, text
 
-from tests.admin import add_job, state_of
+from tests import factory
+from tests.admin import state_of
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def recorded(db: Engine) -> list[tuple[str, str, str, str | None, str]]:
 def test_delete_removes_a_finished_job_and_refuses_a_running_one(
     runner: FlaskCliRunner, db: Engine
 ) -> None:
-    done, running = add_job(db, state="succeeded"), add_job(db, state="running")
+    done, running = factory.row(db, state="succeeded"), factory.row(db, state="running")
     result = runner.invoke(args=["jobs", "delete", str(done)])
     assert result.exit_code == 0 and result.output.strip() == f"deleted {done}"
     refused = runner.invoke(args=["jobs", "delete", str(running)])
@@ -47,8 +48,8 @@ def test_delete_removes_a_finished_job_and_refuses_a_running_one(
 def test_delete_failed_removes_every_failed_job_matching_the_filter(
     runner: FlaskCliRunner, db: Engine
 ) -> None:
-    gone = [add_job(db, queue="mail", state="failed") for _ in range(2)]
-    kept = add_job(db, queue="reports", state="failed")
+    gone = [factory.row(db, queue="mail", state="failed") for _ in range(2)]
+    kept = factory.row(db, queue="reports", state="failed")
     result = runner.invoke(args=["jobs", "delete", "--failed", "--queue", "mail"])
     assert result.exit_code == 0 and result.output.strip() == "deleted 2 job(s)"
     assert [state_of(db, j) for j in (*gone, kept)] == [None, None, "failed"]
@@ -64,7 +65,7 @@ def test_delete_needs_one_job_id_or_failed(
 
 
 def test_list_json_is_one_document_with_the_next_cursor(runner: FlaskCliRunner, db: Engine) -> None:
-    ids = [add_job(db, queue="mail") for _ in range(3)]
+    ids = [factory.row(db, queue="mail") for _ in range(3)]
     result = runner.invoke(args=["jobs", "list", "--limit", "2", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
@@ -78,7 +79,7 @@ def test_list_json_is_one_document_with_the_next_cursor(runner: FlaskCliRunner, 
 def test_show_json_masks_secrets_and_lists_what_people_did(
     runner: FlaskCliRunner, db: Engine
 ) -> None:
-    job_id = add_job(db, "test.login", {"user": "ada", "password": "s3cret"}, state="failed")
+    job_id = factory.row(db, "test.login", {"user": "ada", "password": "s3cret"}, state="failed")
     assert runner.invoke(args=["jobs", "retry", str(job_id)]).exit_code == 0
     result = runner.invoke(args=["jobs", "show", str(job_id), "--json"])
     assert result.exit_code == 0, result.output
@@ -94,8 +95,8 @@ def test_show_json_masks_secrets_and_lists_what_people_did(
 
 
 def test_stats_json_has_counts_processes_and_orphans(runner: FlaskCliRunner, db: Engine) -> None:
-    add_job(db, queue="mail")
-    add_job(db, queue="mail", state="failed")
+    factory.row(db, queue="mail")
+    factory.row(db, queue="mail", state="failed")
     result = runner.invoke(args=["jobs", "stats", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
@@ -106,7 +107,7 @@ def test_stats_json_has_counts_processes_and_orphans(runner: FlaskCliRunner, db:
 
 
 def test_every_cli_change_is_recorded_as_the_shell_user(runner: FlaskCliRunner, db: Engine) -> None:
-    job_id = add_job(db, state="queued")
+    job_id = factory.row(db, state="queued")
     for args in (
         ["jobs", "cancel", str(job_id)],
         ["jobs", "retry", str(job_id)],

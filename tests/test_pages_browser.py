@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.jobs import audit
 from app.jobs.testing import drain
+from tests import factory
 from tests.accessibility import (
     DESKTOP,
     PHONE,
@@ -31,7 +32,6 @@ from tests.accessibility import (
     too_wide,
     violations,
 )
-from tests.admin import add_job
 from tests.browser import DEADLINE_MS
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -89,7 +89,7 @@ def signed_in(site: str, browser: BrowserContext, db: Engine) -> Iterator[Page]:
         "traceback": 'Traceback (most recent call last):\n  File "/srv/app/handlers.py", line 42'
         ", in call_the_upstream_service_with_a_long_name\n" * 3,
     }
-    failed = add_job(
+    failed = factory.row(
         db,
         "test.login",
         {"user": "ada@example.com", "password": "hunter2"},
@@ -98,9 +98,9 @@ def signed_in(site: str, browser: BrowserContext, db: Engine) -> Iterator[Page]:
         errors=[error],
         last_error=error["error"],
     )
-    add_job(db, "test.add", {"a": 123456789, "b": 987654321}, queue="mail")
-    add_job(db, "test.add", {"a": 1, "b": 2}, state="running", started_at=None)
-    add_job(db, "test.noop", {}, queue="reports", state="cancelled")
+    factory.row(db, "test.add", {"a": 123456789, "b": 987654321}, queue="mail")
+    factory.row(db, "test.add", {"a": 1, "b": 2}, state="running", started_at=None)
+    factory.row(db, "test.noop", {}, queue="reports", state="cancelled")
     with Session(db) as session:
         audit.record(session, audit.Actor(EMAIL, "dashboard"), "retry", job_ids=[failed])
         session.commit()
@@ -207,18 +207,18 @@ def test_the_job_list_shows_new_jobs_by_itself_but_not_while_rows_are_ticked(
     with db.begin() as conn:
         conn.execute(text("UPDATE users SET is_admin = true"))
         conn.execute(text("DELETE FROM jobs"))
-    first = add_job(db, queue="mail")
+    first = factory.row(db, queue="mail")
     page.goto(f"{site}/admin/jobs")
     expect(page.locator("tr[data-job-id]")).to_have_count(1)
     page.evaluate("window.sameDocument = true")  # gone if anything reloads the page
 
-    second = add_job(db, queue="mail")
+    second = factory.row(db, queue="mail")
     expect(page.locator(f'tr[data-job-id="{second}"]')).to_be_visible(timeout=DEADLINE_MS)
     expect(page.locator("#state option[value=queued]")).to_have_text("queued (2)")
 
     page.check(f'tr[data-job-id="{first}"] input[name=job_id]')
     expect(page.locator("#selected-count")).to_contain_text("1 selected")
-    third = add_job(db, queue="mail")
+    third = factory.row(db, queue="mail")
     ticks = skipped(page)
     page.wait_for_function(
         f"() => Number(document.getElementById('live').dataset.skipped) > {ticks + 1}",
@@ -241,7 +241,7 @@ def test_ticked_rows_are_cancelled_from_the_list_in_a_real_browser(
     with db.begin() as conn:
         conn.execute(text("UPDATE users SET is_admin = true"))
         conn.execute(text("DELETE FROM jobs"))
-    ids = [add_job(db, queue="mail") for _ in range(3)]
+    ids = [factory.row(db, queue="mail") for _ in range(3)]
     page.goto(f"{site}/admin/jobs")
     page.check("#select-all")
     expect(page.locator("#selected-count")).to_contain_text("3 selected")

@@ -12,6 +12,7 @@ from app.jobs import InvalidPayload, enqueue
 from app.jobs.redact import mask, redact
 from app.jobs.testing import drain
 from app.models import Job
+from tests import factory
 
 
 def test_mask_hides_values_of_secret_looking_keys_at_any_depth() -> None:
@@ -39,9 +40,7 @@ def test_redact_cuts_secret_values_out_of_text() -> None:
 def test_handler_error_quoting_a_secret_is_stored_and_logged_without_it(
     db: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.fail", {"message": "bad"}, max_attempts=1)
-        session.commit()
+    job_id = factory.job(db, "test.fail", {"message": "bad"}, max_attempts=1)
     with Session(db) as session:  # a handler that quotes its secret argument
         job_id = enqueue(session, "test.login", {"user": "ann", "password": "hunter2-secret"})
         session.commit()

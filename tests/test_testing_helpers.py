@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.jobs import enqueue
 from app.jobs.testing import assert_enqueued, drain
 from app.models import Job
+from tests import factory
 
 
 def test_drain_runs_every_due_job_and_reports_outcomes(db: Engine) -> None:
@@ -26,9 +27,7 @@ def test_drain_runs_every_due_job_and_reports_outcomes(db: Engine) -> None:
 
 
 def test_drain_stops_at_jobs_pushed_into_the_future_by_backoff(db: Engine) -> None:
-    with Session(db) as session:
-        failing = enqueue(session, "test.fail", {})
-        session.commit()
+    failing = factory.job(db, "test.fail", {})
     drained = drain(db)
     assert drained.retried == [failing]
     assert drain(db).total == 0

@@ -99,7 +99,11 @@ def test_a_killed_workers_jobs_run_again_without_waiting_for_its_heartbeat(
         victim.kill()
         victim.wait()
         # The old rule waited for a heartbeat 60 s late; the watcher needs seconds.
-        wait_for(lambda: job(db, job_id).attempts == 2, timeout=20, what="the rescue")
+        try:
+            wait_for(lambda: job(db, job_id).attempts == 2, timeout=40, what="the rescue")
+        except AssertionError as missed:
+            logs = (tmp_path / "survivor.log").read_text()[-3000:]
+            raise AssertionError(f"{missed}; the survivor said:\n{logs}") from None
         wait_for(lambda: job(db, job_id).state == "succeeded", what="the second run")
     finally:
         assert stop(survivor) == 0
@@ -234,3 +238,35 @@ def test_the_worker_commits_durably_unless_told_otherwise(settings: Settings, db
         conn = worker._connection()
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == expected
         worker._drop_connection()
+
+
+def test_a_stopping_worker_hands_back_what_it_claimed_ahead(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    with Session(db) as session:
+        enqueue_many(session, [JobRequest("test.noop") for _ in range(20_000)])
+        session.commit()
+    worker = start("worker.py", process_env, "--concurrency", "2", log=tmp_path / "w.log")
+    try:
+        wait_for(
+            lambda: states_now(db).get("succeeded", 0) > 1_000, timeout=60, what="a fast drain"
+        )
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+    finally:
+        stop(worker)
+    found = states_now(db)
+    assert "running" not in found  # nothing held back by a worker that is gone
+    with db.connect() as conn:  # the unstarted ones got their attempt back
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM jobs WHERE state = 'queued' AND attempts > 0")
+            ).scalar_one()
+            == 0
+        )
+
+
+def states_now(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT state, count(*) FROM jobs GROUP BY state"))
+        return {state: count for state, count in rows}

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app.jobs import JobRequest, enqueue, enqueue_many
+from tests import factory
 from tests.processes import ROOT, start, stop, wait_for
 
 pytestmark = pytest.mark.slow
@@ -60,9 +61,7 @@ def test_worker_wakes_on_notify_for_jobs_enqueued_later(
     worker = start("worker.py", env, log=tmp_path / "w.log")
     try:
         wait_for(lambda: "listening" in (tmp_path / "w.log").read_text(), what="listener")
-        with Session(db) as session:
-            job_id = enqueue(session, "test.add", {"a": 1})
-            session.commit()
+        job_id = factory.job(db, "test.add", {"a": 1})
         wait_for(lambda: job(db, job_id).state == "succeeded", timeout=10, what="pickup")
     finally:
         assert stop(worker) == 0
@@ -72,9 +71,7 @@ def test_sigterm_lets_a_short_job_finish_then_exits_zero(
     db: Engine, process_env: dict[str, str], tmp_path: Path
 ) -> None:
     marks = tmp_path / "runs"
-    with Session(db) as session:
-        job_id = enqueue(session, "test.record", {"path": str(marks), "marker": "a", "sleep": 1})
-        session.commit()
+    job_id = factory.job(db, "test.record", {"path": str(marks), "marker": "a", "sleep": 1})
     worker = start("worker.py", process_env, log=tmp_path / "w.log")
     wait_for(lambda: job(db, job_id).state == "running", what="job to start")
     worker.send_signal(signal.SIGTERM)
@@ -87,9 +84,7 @@ def test_sigterm_releases_a_job_longer_than_the_grace_period(
     db: Engine, process_env: dict[str, str], tmp_path: Path
 ) -> None:
     marks = tmp_path / "runs"
-    with Session(db) as session:
-        job_id = enqueue(session, "test.record", {"path": str(marks), "marker": "a", "sleep": 4})
-        session.commit()
+    job_id = factory.job(db, "test.record", {"path": str(marks), "marker": "a", "sleep": 4})
     env = {**process_env, "WORKER_SHUTDOWN_GRACE": "0.5"}
     first = start("worker.py", env, log=tmp_path / "first.log")
     wait_for(lambda: job(db, job_id).state == "running", what="job to start")
@@ -107,9 +102,7 @@ def test_sigterm_releases_a_job_longer_than_the_grace_period(
 def test_second_signal_exits_at_once(
     db: Engine, process_env: dict[str, str], tmp_path: Path
 ) -> None:
-    with Session(db) as session:
-        job_id = enqueue(session, "test.sleep", {"seconds": 30})
-        session.commit()
+    job_id = factory.job(db, "test.sleep", {"seconds": 30})
     worker = start("worker.py", process_env, log=tmp_path / "w.log")
     wait_for(lambda: job(db, job_id).state == "running", what="job to start")
     worker.send_signal(signal.SIGTERM)
@@ -122,9 +115,7 @@ def test_kill_9_mid_job_and_another_worker_finishes_it(
     db: Engine, process_env: dict[str, str], tmp_path: Path
 ) -> None:
     marks = tmp_path / "runs"
-    with Session(db) as session:
-        job_id = enqueue(session, "test.record", {"path": str(marks), "marker": "a", "sleep": 2})
-        session.commit()
+    job_id = factory.job(db, "test.record", {"path": str(marks), "marker": "a", "sleep": 2})
     env = {**process_env, "WORKER_STALE_TIMEOUT": "3600"}  # only the life lock can tell
     victim = start("worker.py", env, log=tmp_path / "victim.log")
     wait_for(lambda: job(db, job_id).state == "running", what="job to start")
@@ -206,9 +197,7 @@ def test_presence_reconnects_after_its_connection_is_killed(
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
         wait_for(lambda: listeners() and listeners() != [first], what="a new listener")
         wait_for(lambda: log.read_text().count("listening on") >= 2, what="LISTEN again")
-        with Session(db) as session:
-            job_id = enqueue(session, "test.add", {"a": 1})
-            session.commit()
+        job_id = factory.job(db, "test.add", {"a": 1})
         wait_for(lambda: job(db, job_id).state == "succeeded", timeout=10, what="pickup")
     finally:
         assert stop(worker) == 0

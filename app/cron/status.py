@@ -6,7 +6,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from app.cron import occurrences, sql
@@ -140,4 +142,20 @@ def run_now(session: Session, schedule: Schedule) -> uuid.UUID:
         context=f"cron {schedule.name} run by hand",
         cron_name=schedule.name,
         scheduled_for=now.astimezone(schedule.grid.zone),
+    )
+
+
+def recent_events(conn: Connection, limit: int = 20) -> list[Any]:
+    """The newest occurrences cron caught up or skipped, over every schedule."""
+    return list(
+        conn.execute(
+            text("""
+            -- Small without an index: one row per gap, and a run of overlap skips
+            -- extends its row instead of adding one per occurrence.
+            SELECT name, kind, occurrences, first_occurrence, last_occurrence, reason,
+                   recorded_at
+            FROM cron_events ORDER BY recorded_at DESC, event_id DESC LIMIT :limit
+        """),
+            {"limit": limit},
+        )
     )

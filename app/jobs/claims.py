@@ -15,8 +15,9 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Row, text
+from sqlalchemy import Connection, Engine, text
 
+from app.db import on_driver
 from app.jobs import payloads, sql
 from app.jobs.execution import Claimed, Outcome
 from app.jobs.processes import NOTIFY_CHANNEL
@@ -69,15 +70,16 @@ def cycle(
     saved: dict[uuid.UUID, str] = {}
     claimed: list[Claimed] = []
     promote, limited = False, []
-    for row in conn.execute(statement, params):
-        if row.kind == "saved":
-            saved[row.job_id] = row.state
-        elif row.kind == "claimed":
+    for row in on_driver(conn, sql.CYCLE_DRIVER[statement], params):
+        kind = row[0]
+        if kind == "saved":
+            saved[row[1]] = row[2]
+        elif kind == "claimed":
             claimed.append(claimed_row(row))
-        elif row.kind == "promote":
+        elif kind == "promote":
             promote = True
         else:
-            limited.append(row.queue)
+            limited.append(row[5])
     return Cycle(
         Saved(
             succeeded=[o.job.job_id for o in done if o.job.job_id in saved],
@@ -112,24 +114,19 @@ def _failed(bad: Sequence[Outcome]) -> dict[str, list[object]]:
     }
 
 
-def claimed_row(row: Row[Any]) -> Claimed:
-    """A claimed row as the worker holds it, decoding what may not decode."""
-    payload, problem = payloads.decode(row.payload)
+def claimed_row(row: Sequence[Any]) -> Claimed:
+    """A claimed row (`kind` then `sql.CYCLE_COLUMNS`) as the worker holds it,
+    decoding what may not decode."""
+    _, job_id, _, name, text_payload, queue, attempts, max_attempts, epoch, zone, priority = row
+    payload, problem = payloads.decode(text_payload)
     scheduled_for = None
-    if row.scheduled_for is not None:
+    if epoch is not None:
         try:
-            scheduled_for = _occurrence(row.scheduled_for, row.scheduled_zone)
+            scheduled_for = _occurrence(epoch, zone)
         except (ArithmeticError, ValueError, OSError) as exc:
-            problem = problem or f"its occurrence time {row.scheduled_for} cannot be read ({exc})"
+            problem = problem or f"its occurrence time {epoch} cannot be read ({exc})"
     return Claimed(
-        job_id=row.job_id,
-        name=row.name,
-        payload=payload,
-        queue=row.queue,
-        attempt=row.attempts,
-        max_attempts=row.max_attempts,
-        scheduled_for=scheduled_for,
-        problem=problem,
+        job_id, name, payload, queue, attempts, max_attempts, scheduled_for, problem, priority
     )
 
 

@@ -44,6 +44,8 @@ class Claimed:
     scheduled_for: datetime | None = None
     #: Why the row cannot be run at all (an unreadable payload), if so.
     problem: str | None = None
+    #: Higher first, also among the jobs a worker holds but has not started yet.
+    priority: int = 0
 
     @property
     def key(self) -> tuple[uuid.UUID, int]:

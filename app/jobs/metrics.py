@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
+from app.jobs import holds
 from app.jobs.stats import orphaned_names
+from app.models import FINISHED_SQL, FINISHED_STATES
 
 #: The window of `pillars_jobs_failed_recent` (and of the duration quantiles).
 RECENT = "5 minutes"
@@ -40,6 +42,8 @@ class MetricsSnapshot:
     failed_recent: dict[str, int] = field(default_factory=dict)
     #: schedule -> newest occurrence cron dealt with, as a Unix time
     cron_last_run: dict[str, float] = field(default_factory=dict)
+    #: queue -> (waiting for their key, due but held by the queue's limits)
+    held_back: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapshot:
@@ -50,7 +54,7 @@ def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapsho
             text("SELECT state, queue, count(*) FROM jobs GROUP BY state, queue")
         )
     }
-    finished = {key: n for key, n in jobs.items() if key[0] in ("succeeded", "failed", "cancelled")}
+    finished = {key: n for key, n in jobs.items() if key[0] in FINISHED_STATES}
     for queue, state, count in conn.execute(text("SELECT queue, state, count FROM job_tallies")):
         finished[(state, queue)] = finished.get((state, queue), 0) + count
     paused = list(conn.execute(text("SELECT queue FROM queue_pauses ORDER BY queue")).scalars())
@@ -66,12 +70,12 @@ def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapsho
         oldest[q] = float(age)
     durations: dict[str, tuple[float, float, float]] = {}
     for queue, quantiles in conn.execute(
-        text("""
+        text(f"""
         -- ix_jobs_finished: the last five minutes only.
         SELECT queue, percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (
                    ORDER BY extract(epoch FROM finished_at - started_at))
         FROM jobs
-        WHERE state IN ('succeeded', 'failed', 'cancelled')
+        WHERE {FINISHED_SQL}
           AND finished_at > now() - interval '5 minutes' AND started_at IS NOT NULL
         GROUP BY queue
     """)
@@ -101,6 +105,7 @@ def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapsho
         oldest_transaction=_oldest_transaction(conn),
         failed_recent=_failed_recent(conn),
         cron_last_run=_cron_last_run(conn),
+        held_back=holds.held_back(conn),
     )
 
 
@@ -167,6 +172,11 @@ _HELP = {
         "gauge",
         f"Jobs that ended failed in the last {RECENT}, by job name.",
     ),
+    "pillars_jobs_held_back": (
+        "gauge",
+        "Jobs held back by flow control, per queue: by='key' wait for their concurrency or"
+        " ordering key, by='queue_limit' are due but over their queue's limits.",
+    ),
     "pillars_cron_last_run_timestamp_seconds": (
         "gauge",
         "Newest occurrence cron enqueued (or skipped by policy or pause), by schedule.",
@@ -207,6 +217,11 @@ def render(snapshot: MetricsSnapshot) -> str:
     samples["pillars_oldest_transaction_seconds"].append(f" {snapshot.oldest_transaction:.3f}")
     for name, count in sorted(snapshot.failed_recent.items()):
         samples["pillars_jobs_failed_recent"].append(f'{{name="{_label(name)}"}} {count}')
+    for queue, (keyed, limited) in sorted(snapshot.held_back.items()):
+        for by, count in (("key", keyed), ("queue_limit", limited)):
+            samples["pillars_jobs_held_back"].append(
+                f'{{queue="{_label(queue)}",by="{by}"}} {count}'
+            )
     for schedule, at in sorted(snapshot.cron_last_run.items()):
         samples["pillars_cron_last_run_timestamp_seconds"].append(
             f'{{schedule="{_label(schedule)}"}} {at:.3f}'

@@ -18,6 +18,9 @@ from typing import Any
 
 from app.jobs.errors import InvalidPayload
 
+#: One encoder for every payload: `json.dumps` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+
 
 def encode(payload: dict[str, Any], *, job: str, max_depth: int, max_bytes: int) -> str:
     """Return `payload` as JSON text that PostgreSQL and every worker will accept, or raise."""
@@ -32,7 +35,7 @@ def to_json(value: object, where: str, *, max_depth: int, max_bytes: int) -> str
     """
     payload = value
     try:
-        text = json.dumps(payload, ensure_ascii=False, allow_nan=False)
+        text = _ENCODER.encode(payload)
     except RecursionError:
         raise InvalidPayload(f"{where} is nested deeper than {max_depth} levels") from None
     except (TypeError, ValueError) as exc:

@@ -8,7 +8,6 @@ can never disagree.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.config import get_payload_limits
-from app.jobs import flow, options, sql
+from app.jobs import flow, options, sql, writing
 from app.jobs.errors import UnknownJob
 from app.jobs.ids import new_job_id, new_job_ids
 from app.jobs.registry import JobSpec, registry
@@ -45,30 +44,11 @@ class JobRequest:
     on_failure: str | None = None
 
 
-@dataclass(frozen=True)
-class _Row:
-    name: str
-    payload: str
-    queue: str
-    priority: int
-    run_at: datetime | None
-    delay: float
-    max_attempts: int
-    unique_key: str | None
-    context: str
-    flow: flow.Flow | None
-
-    def columns(self) -> dict[str, Any]:
-        """The values as statement parameters; the payload goes as JSON text."""
-        values = {key: value for key, value in self.__dict__.items() if key != "flow"}
-        return values | (flow.NO_FLOW if self.flow is None else self.flow.columns())
-
-
-def _prepare(request: JobRequest) -> _Row:
-    """Validate one message and its options, and fill in the handler's defaults.
+def _prepare(request: JobRequest) -> dict[str, Any]:
+    """Validate one message and its options; its columns, the handler's defaults filled in.
 
     Everything the database could refuse is refused here first (see
-    `app.jobs.options` and `app.jobs.payloads`).
+    `app.jobs.options` and `app.jobs.payloads`). The payload is JSON text.
     """
     if not isinstance(request.name, str):
         raise UnknownJob(f"a job name must be a string, got {type(request.name).__name__}")
@@ -82,20 +62,21 @@ def _prepare(request: JobRequest) -> _Row:
         raise ValueError("give run_at or delay, not both")
     priority = spec.priority if request.priority is None else request.priority
     max_attempts = spec.max_attempts if request.max_attempts is None else request.max_attempts
-    return _Row(
-        name=spec.name,
-        payload=payload,
-        queue=spec.queue if request.queue is None else options.queue_name(request.queue),
-        priority=options.whole(priority, "priority", *options.INT4),
-        run_at=run_at,
-        delay=options.delay_seconds(request.delay),
-        max_attempts=options.whole(max_attempts, "max_attempts", 1, options.MAX_ATTEMPTS),
-        unique_key=None
+    keyed = _flow(spec, request, document)
+    return {
+        "name": spec.name,
+        "payload": payload,
+        "queue": spec.queue if request.queue is None else options.queue_name(request.queue),
+        "priority": options.whole(priority, "priority", *options.INT4),
+        "run_at": run_at,
+        "delay": options.delay_seconds(request.delay),
+        "max_attempts": options.whole(max_attempts, "max_attempts", 1, options.MAX_ATTEMPTS),
+        "unique_key": None
         if request.unique_key is None
         else options.text(request.unique_key, "unique_key", max_bytes=options.MAX_UNIQUE_KEY_BYTES),
-        context=options.text(request.context, "context", max_chars=options.MAX_CONTEXT_CHARS),
-        flow=_flow(spec, request, document),
-    )
+        "context": options.text(request.context, "context", max_chars=options.MAX_CONTEXT_CHARS),
+        **(flow.NO_FLOW if keyed is None else keyed.columns()),
+    }
 
 
 def _flow(spec: JobSpec, request: JobRequest, payload: Mapping[str, Any]) -> flow.Flow | None:
@@ -161,20 +142,20 @@ def enqueue(
     )
     scheduled_for = options.moment(scheduled_for, "scheduled_for")
     params = {
-        **row.columns(),
+        **row,
         "job_id": new_job_id(),
         "cron_name": None if cron_name is None else options.text(cron_name, "cron_name"),
         "scheduled_for": scheduled_for,
         # The zone the occurrence was meant in, so the handler gets it back in it.
         "scheduled_zone": getattr(scheduled_for and scheduled_for.tzinfo, "key", None),
     }
-    # The session's own connection and transaction, through Core: a plain
-    # INSERT needs none of the ORM's per-statement machinery.
+    # The session's own connection and transaction. The plain case goes
+    # through the driver itself: SQLAlchemy's per-statement work would cost
+    # more than the round trip.
     conn = session.connection()
+    if unique_key is None and cron_name is None:
+        return writing.insert_one(conn, params)
     with _savepoint(conn):
-        if unique_key is None and cron_name is None:
-            inserted: uuid.UUID = conn.execute(sql.ENQUEUE, params).scalar_one()
-            return inserted
         job_id = conn.execute(sql.ENQUEUE_UNIQUE, params).scalar_one_or_none()
         if job_id is None:
             job_id = _existing(conn, unique_key, cron_name, scheduled_for)
@@ -231,34 +212,10 @@ def enqueue_many(session: Session, requests: Iterable[JobRequest]) -> list[uuid.
             raise type(exc)(f"job {index} of the batch ({name}): {exc}") from None
     if not rows:
         return []
-    # Each payload is JSON text already: splice it in instead of encoding it twice.
-    encoded = (
-        "["
-        + ",".join(
-            json.dumps(
-                {
-                    "job_id": str(job_id),
-                    "name": row.name,
-                    "queue": row.queue,
-                    "priority": row.priority,
-                    "run_at": None if row.run_at is None else row.run_at.isoformat(),
-                    "delay": row.delay,
-                    "max_attempts": row.max_attempts,
-                    "unique_key": row.unique_key,
-                    "context": row.context,
-                    **(flow.NO_FLOW if row.flow is None else row.flow.columns()),
-                }
-            )[:-1]
-            + ', "payload": '
-            + row.payload
-            + "}"
-            for job_id, row in zip(new_job_ids(len(rows)), rows, strict=True)
-        )
-        + "]"
-    )
-    conn = session.connection()
-    with _savepoint(conn):
-        return list(conn.execute(sql.ENQUEUE_MANY, {"rows": encoded}).scalars())
+    jobs = [
+        {"job_id": job_id, **row} for job_id, row in zip(new_job_ids(len(rows)), rows, strict=True)
+    ]
+    return writing.insert_many(session.connection(), jobs)
 
 
 def pause_queue(session: Session, queue: str, paused_by: str = "") -> None:

@@ -102,6 +102,21 @@ class JobSpec:
         except InvalidPayload as exc:
             raise InvalidPayload(redact(str(exc), payload)) from None
 
+    @cached_property
+    def _shape(self) -> _Shape | None:
+        """The signature as sets and types, for a fit checked without `inspect` (None:
+        a signature too unusual for it, checked the slow way every time)."""
+        allowed, required, typed = set(), set(), []
+        for name, param in self.payload_signature.parameters.items():
+            if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                return None
+            allowed.add(name)
+            if param.default is param.empty:
+                required.add(name)
+            if _simple_type(param) is not None:
+                typed.append(param)
+        return _Shape(frozenset(allowed), frozenset(required), tuple(typed))
+
     def _fit(self, payload: dict[str, Any]) -> None:
         """Raise unless the payload's keys and simple types fit the handler's signature."""
         if self.context_param is not None and self.context_param in payload:
@@ -109,6 +124,12 @@ class JobSpec:
                 f"payload for job {self.name!r} may not set {self.context_param!r}: "
                 "the worker passes the job context there"
             )
+        shape = self._shape
+        if shape is not None and shape.required <= payload.keys() <= shape.allowed:
+            for param in shape.typed:
+                if param.name in payload:
+                    _check_simple_type(self.name, param, payload[param.name])
+            return
         signature = self.payload_signature
         try:
             bound = signature.bind(**payload)
@@ -126,12 +147,29 @@ def _payload_signature(func: Callable[..., Any], context_param: str | None) -> i
     return signature.replace(parameters=params)
 
 
-def _check_simple_type(job: str, param: inspect.Parameter, value: object) -> None:
-    """Reject obviously wrong types for parameters annotated with a JSON builtin type."""
+@dataclass(frozen=True)
+class _Shape:
+    allowed: frozenset[str]
+    required: frozenset[str]
+    #: Parameters annotated with a JSON builtin type.
+    typed: tuple[inspect.Parameter, ...]
+
+
+def _simple_type(param: inspect.Parameter) -> tuple[str, tuple[type, ...]] | None:
+    """The JSON builtin type `param` is annotated with (its name and types), if any."""
     annotation = param.annotation
     name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
     expected = _SIMPLE_TYPES.get(name)
-    if expected is None or value is None and param.default is None:
+    return None if expected is None else (name, expected)
+
+
+def _check_simple_type(job: str, param: inspect.Parameter, value: object) -> None:
+    """Reject obviously wrong types for parameters annotated with a JSON builtin type."""
+    simple = _simple_type(param)
+    if simple is None:
+        return
+    name, expected = simple
+    if value is None and param.default is None:
         return
     if isinstance(value, bool) and bool not in expected:
         expected = ()

@@ -12,13 +12,15 @@ throughout:
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+
+from app.models import FINISHED_SQL
 
 #: Namespace of the session advisory locks that prove a process is alive
 #: (first key of `pg_advisory_lock(int, int)`; the second is `workers.lock_key`).
 LOCK_NAMESPACE = 0x50_494C  # "PIL"
 
-_FINISHED = "('succeeded', 'failed', 'cancelled')"
 
 # Never commits: the caller's transaction decides whether the job exists.
 _ENQUEUE = """
@@ -37,6 +39,20 @@ VALUES (:job_id, :name, CAST(:payload AS jsonb), :queue, :priority,
 RETURNING job_id
 """
 ENQUEUE = text(_ENQUEUE.format(on_conflict=""))
+
+
+def for_driver(statement: TextClause) -> str:
+    """`statement` in psycopg's own parameter style, to run on the driver connection."""
+    return str(statement.compile(dialect=psycopg_dialect()))  # type: ignore[no-untyped-call]
+
+
+# The common enqueue, in one round trip: the INSERT inside a savepoint, so
+# that whatever the database might still refuse leaves the caller's
+# transaction usable. Sent as one simple query with the values bound by the
+# client (psycopg's ClientCursor): a savepoint this way costs no extra trip.
+ENQUEUE_IN_SAVEPOINT = (
+    f"SAVEPOINT pillars_enqueue; {for_driver(ENQUEUE)}; RELEASE SAVEPOINT pillars_enqueue"
+)
 # ON CONFLICT DO NOTHING without a target covers both partial unique indexes:
 # a live job with the same unique_key, and a second job for one cron occurrence.
 # The caller then looks the existing job up. Only used when a key is given:
@@ -70,12 +86,40 @@ FROM jsonb_to_recordset(CAST(:rows AS jsonb))
 ON CONFLICT DO NOTHING
 RETURNING job_id
 """)
+ENQUEUE_MANY_DRIVER = for_driver(ENQUEUE_MANY)
+
+# A large batch that needs nothing computed by the database but its defaults
+# (run_at = now(), so every job is due by the database's clock) goes by COPY.
+# Insert triggers fire for COPY too: workers are woken as after an INSERT.
+ENQUEUE_COPY = """
+COPY jobs (job_id, name, payload, queue, priority, max_attempts, context, state,
+           flow_key, flow_limit, flow_kind, flow_fresh) FROM STDIN
+"""
 
 # The fence (see module docstring), for statements joined to a batch `d`.
 _FENCE = """
 j.job_id = d.job_id AND j.attempts = d.attempt
 AND j.locked_by = :worker_id AND j.state = 'running'
 """
+
+#: A job that used its last attempt; a failure then ends it.
+_LAST_ATTEMPT = "j.attempts >= j.max_attempts"
+
+
+def _ended(final: str, retry_at: str | None) -> str:
+    """The SET clauses of an attempt that failed or was lost: when `final` holds the job
+    ends `failed` (keeping who held it last), otherwise it goes back to the queue, to run
+    at `retry_at` (None: keeping its place)."""
+    run_at = (
+        ""
+        if retry_at is None
+        else f"run_at = CASE WHEN {final} THEN j.run_at ELSE {retry_at} END,\n    "
+    )
+    return f"""state = CASE WHEN {final} THEN 'failed' ELSE 'queued' END, {run_at}
+    finished_at = CASE WHEN {final} THEN now() END,
+    locked_by = CASE WHEN {final} THEN j.locked_by END,
+    locked_at = CASE WHEN {final} THEN j.locked_at END"""
+
 
 _COMPLETE = f"""
 UPDATE jobs AS j
@@ -94,13 +138,7 @@ RETURNING j.job_id, j.state, j.flow_key, j.flow_kind
 # Every attempt's error is kept in `errors`; `last_error` has the newest.
 _FAIL = f"""
 UPDATE jobs AS j
-SET state = CASE WHEN d.discard OR j.attempts >= j.max_attempts
-                 THEN 'failed' ELSE 'queued' END,
-    run_at = CASE WHEN d.discard OR j.attempts >= j.max_attempts
-                  THEN j.run_at ELSE now() + make_interval(secs => d.delay) END,
-    finished_at = CASE WHEN d.discard OR j.attempts >= j.max_attempts THEN now() END,
-    locked_by = CASE WHEN d.discard OR j.attempts >= j.max_attempts THEN j.locked_by END,
-    locked_at = CASE WHEN d.discard OR j.attempts >= j.max_attempts THEN j.locked_at END,
+SET {_ended("d.discard OR " + _LAST_ATTEMPT, "now() + make_interval(secs => d.delay)")},
     heartbeat_at = NULL,
     last_error = d.message || coalesce(E'\\n\\n' || d.traceback, ''),
     errors = j.errors || jsonb_build_array(jsonb_build_object(
@@ -165,6 +203,7 @@ CYCLE_COLUMNS: dict[str, tuple[str, str]] = {
     "max_attempts": ("integer", "j.max_attempts"),
     "scheduled_for": ("text", "CAST(extract(epoch FROM j.scheduled_for) AS text)"),
     "scheduled_zone": ("text", "j.scheduled_zone"),
+    "priority": ("integer", "j.priority"),
 }
 
 
@@ -234,7 +273,7 @@ claimed AS (
     FROM picked
     WHERE j.job_id = picked.job_id
     RETURNING {", ".join(f"{claim} AS {name}" for name, (_, claim) in CYCLE_COLUMNS.items())},
-              j.priority, j.run_at
+              j.run_at
 )
 {_result("saved", "done", _SAVED)}
 UNION ALL
@@ -250,6 +289,7 @@ UNION ALL
 {_result("limited", "queue_limits AS l", {"queue": "l.queue"}, _LIMITED_DUE)}
 """
 CYCLE_ANY = text(_CYCLE.format(queue_filter="", limited_filter=""))
+#: Each cycle statement as the worker runs it, on the driver (see app.db.on_driver).
 CYCLE_ONE_QUEUE = text(
     _CYCLE.format(queue_filter="AND queue = :queue", limited_filter="AND l.queue = :queue")
 )
@@ -259,6 +299,9 @@ CYCLE_QUEUES = text(
         limited_filter="AND l.queue = ANY(CAST(:queues AS text[]))",
     )
 )
+CYCLE_DRIVER = {
+    statement: for_driver(statement) for statement in (CYCLE_ANY, CYCLE_ONE_QUEUE, CYCLE_QUEUES)
+}
 
 SET_PROGRESS = text("""
 UPDATE jobs SET progress = :progress, progress_message = :message
@@ -410,10 +453,7 @@ lost AS (
 ),
 rescued AS (
     UPDATE jobs AS j
-    SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
-        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
-        locked_by = CASE WHEN j.attempts >= j.max_attempts THEN j.locked_by END,
-        locked_at = CASE WHEN j.attempts >= j.max_attempts THEN j.locked_at END,
+    SET {_ended(_LAST_ATTEMPT, None)},
         heartbeat_at = NULL,
         last_error = 'attempt ' || j.attempts || ' of ' || j.max_attempts || ' lost: '
                      || lost.reason,
@@ -498,7 +538,7 @@ WITH gone AS (
 freshened AS ({_freshen("SELECT flow_key FROM gone")}),
 tallied AS (
     INSERT INTO job_tallies (queue, state, count)
-    SELECT queue, state, count(*) FROM gone WHERE state IN {_FINISHED} GROUP BY queue, state
+    SELECT queue, state, count(*) FROM gone WHERE {FINISHED_SQL} GROUP BY queue, state
     ON CONFLICT (queue, state) DO UPDATE SET count = job_tallies.count + excluded.count
 )
 SELECT count(*), (SELECT count(pg_notify('pillars_jobs', '')) FROM freshened) FROM gone
@@ -514,8 +554,7 @@ DELETE_FAILED = text(
 # in one long transaction.
 PRUNE = text(
     _DELETE.format(
-        condition=f"state IN {_FINISHED} "
-        "AND finished_at < now() - make_interval(secs => :older_than)"
+        condition=f"{FINISHED_SQL} AND finished_at < now() - make_interval(secs => :older_than)"
     )
 )
 
@@ -620,7 +659,7 @@ claimed AS (
     FROM picked
     WHERE j.job_id = picked.job_id
     RETURNING {", ".join(f"{claim} AS {name}" for name, (_, claim) in CYCLE_COLUMNS.items())},
-              j.priority, j.run_at
+              j.run_at
 ),
 spent AS (
     UPDATE queue_limits

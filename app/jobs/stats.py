@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from app.jobs.counts import Counts, by_state_and_queue
+from app.models import FINISHED_SQL
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Overview:
 def overview(conn: Connection) -> Overview:
     """Everything the overview page shows, in a handful of queries."""
     minutes = conn.execute(
-        text("""
+        text(f"""
         -- ix_jobs_finished: only the last hour of finished jobs is read.
         SELECT m.minute,
                count(j.job_id) FILTER (WHERE j.state = 'succeeded'),
@@ -68,7 +69,7 @@ def overview(conn: Connection) -> Overview:
         FROM generate_series(date_trunc('minute', now()) - interval '59 minutes',
                              date_trunc('minute', now()), interval '1 minute') AS m(minute)
         LEFT JOIN jobs j
-          ON j.state IN ('succeeded', 'failed', 'cancelled')
+          ON j.{FINISHED_SQL}
          AND j.finished_at >= m.minute AND j.finished_at < m.minute + interval '1 minute'
         GROUP BY m.minute ORDER BY m.minute
     """)
@@ -166,7 +167,7 @@ def orphaned_names(conn: Connection) -> dict[str, int]:
     return {name: count for name, count in rows}
 
 
-_FINISHED = "state IN ('succeeded', 'failed', 'cancelled')"
+_FINISHED = FINISHED_SQL
 _LIVE = "state IN ('queued', 'running')"
 
 
@@ -270,19 +271,3 @@ def list_jobs(
 def job_detail(conn: Connection, job_id: uuid.UUID) -> Any | None:
     """Every column of one job, or None."""
     return conn.execute(text("SELECT * FROM jobs WHERE job_id = :id"), {"id": job_id}).first()
-
-
-def cron_events(conn: Connection, limit: int = 20) -> list[Any]:
-    """The newest occurrences cron caught up or skipped, over every schedule."""
-    return list(
-        conn.execute(
-            text("""
-            -- Small without an index: one row per gap, and a run of overlap skips
-            -- extends its row instead of adding one per occurrence.
-            SELECT name, kind, occurrences, first_occurrence, last_occurrence, reason,
-                   recorded_at
-            FROM cron_events ORDER BY recorded_at DESC, event_id DESC LIMIT :limit
-        """),
-            {"limit": limit},
-        )
-    )

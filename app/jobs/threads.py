@@ -33,11 +33,14 @@ class Running:
 
     job: Claimed
     timeout: float | None
-    deadline: float | None
+    #: Set when a thread starts the job: a job claimed ahead waits for a thread first.
+    deadline: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     thread: threading.Thread | None = None
     interrupted: bool = False
     abandoned: bool = False
+    #: Handed back before any thread started it (shutdown).
+    withdrawn: bool = False
 
 
 def _checkpoint() -> None:
@@ -58,7 +61,10 @@ class JobThreads:
         self.size = size
         self.grace = grace
         self._run, self._done = run, done
-        self._tasks: queue.SimpleQueue[Running] = queue.SimpleQueue()
+        # Highest priority first, then in claim order: a job claimed ahead
+        # never holds up a more urgent one claimed after it.
+        self._tasks: queue.PriorityQueue[tuple[int, int, Running]] = queue.PriorityQueue()
+        self._order = itertools.count()
         self._running: dict[tuple[uuid.UUID, int], Running] = {}
         self._abandoned: list[Running] = []
         self._names = itertools.count()
@@ -67,6 +73,7 @@ class JobThreads:
 
     @property
     def free(self) -> int:
+        """Threads with nothing to do; negative while jobs claimed ahead wait for one."""
         return self.size - len(self._running)
 
     def jobs(self) -> list[Claimed]:
@@ -83,10 +90,32 @@ class JobThreads:
         return len(self._abandoned)
 
     def submit(self, job: Claimed, timeout: float | None) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        running = Running(job, timeout, deadline)
+        """Run `job` on the next free thread (at once, if one is free)."""
+        running = Running(job, timeout)
         self._running[job.key] = running
-        self._tasks.put(running)
+        self._tasks.put((-job.priority, next(self._order), running))
+
+    def withdraw_waiting(self) -> list[Claimed]:
+        """Take back the jobs claimed ahead, that no idle thread is about to start.
+
+        As many unstarted jobs as there are idle threads stay (the most
+        urgent, as the threads would take them); the rest are returned, to
+        be handed back.
+        """
+        held = list(self._running.values())
+        unstarted = sorted(
+            (r for r in held if r.thread is None and not r.withdrawn),
+            key=lambda r: -r.job.priority,
+        )
+        idle = self.size - (len(held) - len(unstarted))
+        withdrawn = []
+        for running in unstarted[max(0, idle) :]:
+            with running.lock:
+                if running.thread is None and not running.withdrawn:
+                    running.withdrawn = True
+                    self._running.pop(running.job.key, None)
+                    withdrawn.append(running.job)
+        return withdrawn
 
     def enforce_timeouts(self, longest_wait: float) -> float:
         """Interrupt overdue jobs, abandon those that ignored it (their failure goes to `done`).
@@ -113,7 +142,13 @@ class JobThreads:
 
     def _serve(self) -> None:
         while True:
-            running = self._tasks.get()
+            _, _, running = self._tasks.get()
+            with running.lock:
+                if running.withdrawn:
+                    continue
+                running.thread = threading.current_thread()
+                if running.timeout is not None:
+                    running.deadline = time.monotonic() + running.timeout
             outcome = self._run_one(running)
             with running.lock:
                 if running.abandoned:
@@ -132,8 +167,6 @@ class JobThreads:
         outcome: Outcome | None = None
         try:
             try:
-                with running.lock:
-                    running.thread = threading.current_thread()
                 outcome = self._run(running.job)
             finally:
                 with running.lock:

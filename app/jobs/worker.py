@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 
 #: How long a finished job's outcome may wait for others to share its commit.
 LINGER = 0.002
+#: Claim ahead only jobs expected to start within this long: short jobs then
+#: share each commit with the next batches, long ones are left to other workers.
+AHEAD = 0.005
+#: ... and at most this many times the worker's concurrency.
+AHEAD_BATCHES = 4
 #: Exit code of a worker that stopped because abandoned job threads piled up.
 EXIT_TIRED = 3
 
@@ -67,6 +72,8 @@ class Worker:
         self._conn: Connection | None = None
         self._signals = 0
         self._exit_code = 0
+        #: Recent run time of a job, seconds; None until one has run.
+        self._mean_run: float | None = None
         self._threads = JobThreads(
             self.concurrency, self._execute, self._done, grace=settings.worker_timeout_grace
         )
@@ -115,7 +122,7 @@ class Worker:
         """
         with self._lock:
             outcomes = list(self._outcomes)
-        free = self._threads.free if claim and not self._tired() else 0
+        free = self._threads.free + self._ahead() if claim and not self._tired() else 0
         if not outcomes and free <= 0:
             return
         try:
@@ -149,6 +156,16 @@ class Worker:
         for job in claimed:
             spec = registry.get(job.name) if job.name in registry else None
             self._threads.submit(job, spec.timeout if spec else None)
+
+    def _ahead(self) -> int:
+        """How many jobs to claim beyond the free threads: as many as the threads would
+        start within `AHEAD` seconds at the recent run time (none while it is unknown)."""
+        mean = self._mean_run
+        if mean is None:
+            return 0
+        return min(
+            AHEAD_BATCHES * self.concurrency, int(self.concurrency * AHEAD / max(mean, 1e-6))
+        )
 
     def _flow(self, done: claims.Cycle, free: int) -> list[Claimed]:
         """Promote fresh waiting jobs, and claim from limited queues into the free slots.
@@ -222,6 +239,7 @@ class Worker:
         peers know the jobs still draining here are in good hands.
         """
         deadline = time.monotonic() + self.settings.shutdown_grace
+        unstarted = self._hand_back(self._threads.withdraw_waiting())  # claimed ahead
         log.info(
             "worker %s stopping: %d job(s) running, grace %.0fs",
             self.id,
@@ -235,7 +253,7 @@ class Worker:
             self._wake.clear()
         self._cycle(claim=False)
         self._drop_connection()
-        leftover = self._threads.jobs()
+        leftover = unstarted + self._threads.withdraw_waiting() + self._threads.jobs()
         code = self._exit_code
         try:
             with self.engine.begin() as conn:
@@ -255,10 +273,28 @@ class Worker:
         log.info("worker %s stopped", self.id)
         return code
 
+    def _hand_back(self, jobs: list[Claimed]) -> list[Claimed]:
+        """Release jobs this worker will not start, for peers to take at once; those it
+        could not release, to try again with the rest at the end."""
+        if not jobs:
+            return []
+        try:
+            with self.engine.begin() as conn:
+                claims.release(conn, self.id, jobs)
+        except exc.SQLAlchemyError as error:
+            log.warning("could not hand back %d job(s) yet (%s)", len(jobs), describe(error))
+            return jobs
+        return []
+
     # -- what the threads call ------------------------------------------------
 
     def _execute(self, job: Claimed) -> Outcome:
-        return execute(job, lambda fraction, message: self._progress(job, fraction, message))
+        started = time.monotonic()
+        outcome = execute(job, lambda fraction, message: self._progress(job, fraction, message))
+        took = time.monotonic() - started
+        # A moving mean of recent run times (a race between threads only blurs it).
+        self._mean_run = took if self._mean_run is None else 0.9 * self._mean_run + 0.1 * took
+        return outcome
 
     def _done(self, outcome: Outcome) -> None:
         with self._lock:

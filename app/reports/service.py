@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app.jobs import enqueue
-from app.models import Export, Job
+from app.models import FINISHED_STATES, Export, Job
 from app.reports import csvfile
 
 #: The site's path of an export's page; the worker links to it in the "ready" email.
@@ -133,7 +133,7 @@ class Status:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("succeeded", "failed", "cancelled")
+        return self.state in FINISHED_STATES
 
 
 UNEXPLAINED = "The report could not be built. The error has been logged."

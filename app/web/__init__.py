@@ -38,7 +38,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         admin,
         api,
         auth,
-        cli,
+        cron_cli,
         db,
         errors,
         exports,
@@ -50,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         pages,
         security,
         users,
+        users_cli,
     )
 
     db.init_app(app)
@@ -59,9 +60,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.context_processor(lambda: {"current_user": users.current_user})
     for module in (health, pages, auth, exports, api, admin, metrics):
         app.register_blueprint(module.bp)
-    app.cli.add_command(cli.cron)
+    app.cli.add_command(cron_cli.cron)
     app.cli.add_command(jobs_cli.jobs)
-    app.cli.add_command(jobs_cli.users)
+    app.cli.add_command(users_cli.users)
     return app
 
 

@@ -1,4 +1,4 @@
-"""`flask jobs ...` and `flask users make-admin`: the dashboard's powers from a shell.
+"""`flask jobs ...`: the dashboard's powers from a shell.
 
 Every command prints plain lines a person can read and a script can grep
 (`list`, `show` and `stats` print one JSON document with `--json`), and
@@ -15,17 +15,15 @@ from datetime import datetime
 from typing import Any
 
 import click
-from sqlalchemy import func, select
 
 from app.jobs import InvalidPayload, UnknownJob, audit, enqueue, operations, stats
 from app.jobs.queue import pause_queue, resume_queue
 from app.jobs.redact import mask
-from app.models import User
+from app.models import JOB_STATES
 from app.web.cli_base import DatabaseGroup
 from app.web.db import get_session
 
 jobs = DatabaseGroup("jobs", help="See and steer the job queue.")
-users = DatabaseGroup("users", help="Manage who may use the site's admin pages.")
 
 
 def _job_id(value: str) -> uuid.UUID:
@@ -106,9 +104,7 @@ def show_stats(as_json: bool) -> None:
 
 
 @jobs.command("list")
-@click.option(
-    "--state", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"])
-)
+@click.option("--state", type=click.Choice(JOB_STATES))
 @click.option("--queue")
 @click.option("--name")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
@@ -330,17 +326,3 @@ def alive(kind: str, within: float) -> None:
     click.echo(f"{len(fresh)} live {kind} process(es)")
     if not fresh:
         sys.exit(1)
-
-
-@users.command("make-admin")
-@click.argument("email")
-def make_admin(email: str) -> None:
-    """Let the user with EMAIL (who signed up already) use /admin."""
-    session = get_session()
-    user = session.scalar(select(User).where(User.email == func.lower(email.strip())))
-    if user is None:
-        raise click.ClickException(f"no user with email {email!r}: sign up first")
-    user.is_admin = True
-    audit.record(session, audit.shell_user(), "make-admin", subject=user.email)
-    session.commit()
-    click.echo(f"{user.email} is now an admin")

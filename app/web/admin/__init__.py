@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from app.web.admin import access, actions, cron, display, jobs, overview
+from app.web.admin import access, actions, cron, display, jobs, limits, overview
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(access.guard)
-for child in (overview, jobs, actions, cron):
+for child in (overview, jobs, actions, limits, cron):
     bp.register_blueprint(child.bp)
 for name, function in display.FILTERS.items():
     bp.add_app_template_filter(function, name)

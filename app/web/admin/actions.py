@@ -148,7 +148,10 @@ def _queue() -> str:
 def pause() -> ResponseReturnValue:
     """Workers everywhere stop claiming from the queue; the jobs they run finish."""
     queue, session = _queue(), get_session()
-    pause_queue(session, queue, paused_by=require_user().email)
+    try:
+        pause_queue(session, queue, paused_by=require_user().email)
+    except ValueError as exc:
+        abort(400, str(exc))
     audit.record(session, actor(), "pause", subject=f"queue {queue!r}")
     session.commit()
     flash(f"Queue {queue!r} paused: no worker claims from it until it is resumed.")
@@ -158,7 +161,10 @@ def pause() -> ResponseReturnValue:
 @bp.post("/queues/resume")
 def resume() -> ResponseReturnValue:
     queue, session = _queue(), get_session()
-    resume_queue(session, queue)
+    try:
+        resume_queue(session, queue)
+    except ValueError as exc:
+        abort(400, str(exc))
     audit.record(session, actor(), "resume", subject=f"queue {queue!r}")
     session.commit()
     flash(f"Queue {queue!r} resumed: workers claim from it again.")

@@ -11,8 +11,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask.typing import ResponseReturnValue
 
 from app.cron import Schedule, ScheduleError, control, load_schedules, schedules
-from app.cron.status import orphans, run_now, standings
-from app.jobs import audit, stats
+from app.cron.status import orphans, recent_events, run_now, standings
+from app.jobs import audit
 from app.web.admin.actions import actor
 from app.web.db import get_session
 from app.web.users import require_user
@@ -43,7 +43,7 @@ def index() -> ResponseReturnValue:
         standings=standings(session, defined),
         orphans=orphans(session, defined, retention) if defined else [],
         retention=retention,
-        events=stats.cron_events(session.connection(), RECENT_EVENTS),
+        events=recent_events(session.connection(), RECENT_EVENTS),
         refresh=REFRESH,
     )
 

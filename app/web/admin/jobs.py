@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Connection, exc, text
 
 from app.db import sqlstate
-from app.jobs import audit, counts, stats
+from app.jobs import audit, counts, holds, stats
 from app.models import JOB_STATES
 from app.web.admin import params
 from app.web.db import get_session
@@ -18,7 +18,7 @@ bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 PAGE_SIZE = 50
 #: States in which a job's page is worth refreshing by itself (see admin.js).
-LIVE_STATES = ("queued", "running")
+LIVE_STATES = ("waiting", "queued", "running")
 #: Seconds between refreshes of the list (a few index scans; see bench/admin.py).
 REFRESH = 5
 #: A payload search that matches little in a huge table may read a lot; past this
@@ -79,4 +79,5 @@ def show(job_id: str) -> ResponseReturnValue:
         job=job,
         live=job.state in LIVE_STATES,
         actions=audit.for_job(conn, found),
+        why=holds.why_not_running(conn, found),
     )

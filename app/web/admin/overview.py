@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, render_template
 from flask.typing import ResponseReturnValue
 
 from app.config import Settings
-from app.jobs import audit, stats
+from app.jobs import audit, holds, stats
 from app.web.admin import chart
 from app.web.db import get_session
 
@@ -57,4 +57,7 @@ def index() -> ResponseReturnValue:
         chart=chart.per_minute(data.per_minute),
         health=health(data, current_app.config["PILLARS_SETTINGS"]),
         queues=sorted({*data.queues, *data.paused}),
+        limits=holds.queue_limits(conn),
+        held=holds.held_back(conn),
+        keys=holds.busiest_keys(conn),
     )

@@ -1,0 +1,149 @@
+"""Getting validated jobs into the table: few round trips, inside a savepoint.
+
+Everything here runs in the caller's transaction and never commits. Each
+write is wrapped in a savepoint: enqueue has refused in Python whatever the
+database would refuse, but should the database still refuse a row (a rule
+of its own, a lock timeout), the caller's transaction stays usable instead
+of silently rolling back the caller's other writes at COMMIT. The common
+paths go through psycopg directly: SQLAlchemy's per-statement work costs
+more than a round trip here.
+
+- One job: savepoint, INSERT and release as one simple query with the values
+  bound by the client: one round trip.
+- Many jobs: one INSERT from a JSON array (any options), or, for a large
+  batch that needs none of the database's help (no unique keys, no start
+  time of its own), COPY.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from sqlalchemy import Connection, exc
+
+from app.jobs import sql
+
+#: Batches at least this large go by COPY when they can.
+COPY_FROM = 500
+
+SAVEPOINT = "SAVEPOINT pillars_enqueue"
+RELEASE = "RELEASE SAVEPOINT pillars_enqueue"
+ROLLBACK = "ROLLBACK TO SAVEPOINT pillars_enqueue"
+
+
+def insert_one(conn: Connection, params: dict[str, Any]) -> uuid.UUID:
+    """Insert one job (no unique key) in a savepoint, in one round trip."""
+    driver = _driver(conn)
+    cursor = psycopg.ClientCursor(driver)
+    try:
+        with _refusals(conn, driver, sql.ENQUEUE_IN_SAVEPOINT, params):
+            cursor.execute(sql.ENQUEUE_IN_SAVEPOINT, params)
+            cursor.nextset()  # past SAVEPOINT's empty result, to the INSERT's
+            row = cursor.fetchone()
+    finally:
+        cursor.close()
+    assert row is not None
+    job_id: uuid.UUID = row[0]
+    return job_id
+
+
+def insert_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[uuid.UUID]:
+    """Insert many jobs in a savepoint; the ids of those inserted (a live unique key skips).
+
+    Each row holds the job's columns, the payload as JSON text.
+    """
+    driver = _driver(conn)
+    if len(rows) >= COPY_FROM and all(_copyable(row) for row in rows):
+        with _refusals(conn, driver, sql.ENQUEUE_COPY, {}), _savepoint(driver):
+            with driver.cursor().copy(sql.ENQUEUE_COPY) as copy:
+                for row in rows:
+                    copy.write_row(_copy_values(row))
+        return [row["job_id"] for row in rows]
+    params = {"rows": _json_rows(rows)}
+    with _refusals(conn, driver, sql.ENQUEUE_MANY_DRIVER, params), _savepoint(driver):
+        found = driver.execute(sql.ENQUEUE_MANY_DRIVER, params).fetchall()
+    return [job_id for (job_id,) in found]
+
+
+def _copy_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """The row in `sql.ENQUEUE_COPY`'s column order."""
+    keyed = row["flow_key"] is not None
+    return (
+        row["job_id"],
+        row["name"],
+        row["payload"],
+        row["queue"],
+        row["priority"],
+        row["max_attempts"],
+        row["context"],
+        "waiting" if keyed else "queued",
+        row["flow_key"],
+        row["flow_limit"],
+        row["flow_kind"],
+        keyed,
+    )
+
+
+def _copyable(row: dict[str, Any]) -> bool:
+    """Whether COPY can write this row as it is: the table's defaults do the rest."""
+    return row["unique_key"] is None and row["run_at"] is None and not row["delay"]
+
+
+def _json_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as one JSON array; each payload is JSON already and is spliced in."""
+    return (
+        "["
+        + ",".join(
+            json.dumps(
+                {
+                    key: str(value) if key == "job_id" else _jsonable(value)
+                    for key, value in row.items()
+                    if key != "payload"
+                }
+            )[:-1]
+            + ', "payload": '
+            + row["payload"]
+            + "}"
+            for row in rows
+        )
+        + "]"
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _driver(conn: Connection) -> psycopg.Connection[Any]:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver
+
+
+@contextmanager
+def _savepoint(driver: psycopg.Connection[Any]) -> Iterator[None]:
+    driver.execute(SAVEPOINT)
+    yield
+    driver.execute(RELEASE)
+
+
+@contextmanager
+def _refusals(
+    conn: Connection, driver: psycopg.Connection[Any], statement: str, params: dict[str, Any]
+) -> Iterator[None]:
+    """Roll back to the savepoint on a refusal, and raise it as SQLAlchemy would."""
+    try:
+        yield
+    except psycopg.Error as error:
+        if driver.info.transaction_status == pq.TransactionStatus.INERROR:
+            driver.execute(ROLLBACK)
+            driver.execute(RELEASE)
+        raise exc.DBAPIError.instance(
+            statement, params, error, psycopg.Error, dialect=conn.dialect
+        ) from error
