@@ -7,16 +7,21 @@ within the grace period (WORKER_SHUTDOWN_GRACE) and exits 0.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from dotenv import load_dotenv
+
+#: Connections a worker holds for itself, besides its presence and its handlers'
+#: pool: the loop's, the heartbeat's, and one for promotions and progress.
+OWN_CONNECTIONS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
     load_dotenv()
     from app import logs
     from app.config import get_settings
-    from app.db import get_engine
+    from app.db import make_engine
     from app.jobs import load_job_modules, options
     from app.jobs.worker import Worker
 
@@ -30,10 +35,17 @@ def main(argv: list[str] | None = None) -> int:
             options.queue_name(queue, "a name in --queues")
         except ValueError as error:
             parser.error(str(error))
+    if args.concurrency:
+        # One figure for the whole process: the loop's slots and the handlers' pool.
+        os.environ["WORKER_CONCURRENCY"] = str(args.concurrency)
     logs.configure("worker")
     settings = get_settings()
     load_job_modules(settings.job_modules)
-    worker = Worker(get_engine(), settings, queues=queues, concurrency=args.concurrency)
+    # The worker's own statements (its loop, heartbeat and rescue, promotions,
+    # progress) get connections of their own: handlers that hold every one of
+    # theirs (app.db.get_engine) cannot stall them.
+    engine = make_engine(settings, pool_size=OWN_CONNECTIONS, application_name="pillars-worker")
+    worker = Worker(engine, settings, queues=queues)
     worker.install_signal_handlers()
     return worker.run()
 
