@@ -186,7 +186,8 @@ def test_a_pgbouncer_restart_loses_nothing(
     assert codes == [0, 0, 0]
     assert set(runs) == {str(n) for n in range(total)}
     with db.connect() as conn:
-        states = dict(conn.execute(text("SELECT state, count(*) FROM jobs GROUP BY state")).all())
+        rows = conn.execute(text("SELECT state, count(*) FROM jobs GROUP BY state")).all()
+    states = {state: count for state, count in rows}
     assert states == {"succeeded": total}
 
 
