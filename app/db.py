@@ -123,7 +123,35 @@ def is_connection_fault(error: BaseException) -> bool:
 
 
 def describe(error: BaseException) -> str:
-    """One line naming the driver's error and what it said, not SQLAlchemy's wrapper."""
+    """One line naming the driver's error and what it said, not SQLAlchemy's wrapper.
+
+    A refusal for want of connections says what to do about it: without
+    that, a fleet larger than the server repeats "too many clients" and
+    leaves the operator to guess where the connections went.
+    """
     cause = error.orig if isinstance(error, exc.DBAPIError) and error.orig else error
     first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    return f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+    line = f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+    hint = next((hint for words, hint in _CROWDED if words in first), None)
+    return f"{line} ({hint})" if hint else line
+
+
+_SIZING = "see docs/operations.md, Sizing"
+#: What PostgreSQL and PgBouncer say when they are out of connections (a refused
+#: connection carries no SQLSTATE, only its text), and what to do about it.
+_CROWDED = (
+    (
+        "too many clients already",
+        f"PostgreSQL's max_connections is used up: add up what every process holds, "
+        f"or put PgBouncer in front; {_SIZING}",
+    ),
+    (
+        "remaining connection slots are reserved",
+        f"PostgreSQL's max_connections is used up but for reserved slots; {_SIZING}",
+    ),
+    ("max_client_conn", f"PgBouncer's max_client_conn is too small for the fleet; {_SIZING}"),
+    (
+        "query_wait_timeout",
+        f"PgBouncer's pool kept this client waiting too long: the pool is too small; {_SIZING}",
+    ),
+)
