@@ -60,6 +60,18 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _timeout(env: Mapping[str, str], name: str, default: float, *, off: bool = False) -> float:
+    """Seconds of a PostgreSQL timeout: finite, at most a day; 0 turns it off if `off`."""
+    raw = env.get(name, "").strip()
+    if off and raw in ("0", "off"):
+        return 0.0
+    value = _float(env, name, default)
+    if not 0 < value <= 86_400:  # also refuses NaN and infinity
+        allowed = "0 (off) or " if off else ""
+        raise ConfigError(f"{name} must be {allowed}a number of seconds up to 86400, got {raw!r}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw == "":
@@ -234,6 +246,12 @@ class Settings:
     job_retention_days: float = 14.0
     #: Cron forgets a schedule removed from code this many days after noticing.
     cron_orphan_retention_days: float = 30.0
+    #: The release step: how long a migration waits for a lock before it lets the
+    #: queue go on and tries again, how often it tries, and how long one of its
+    #: statements may run while it holds its locks (0: no limit).
+    migration_lock_timeout: float = 1.0
+    migration_lock_retries: int = 10
+    migration_statement_timeout: float = 30.0
     #: Signs sessions, CSRF and reset tokens; `create_app` refuses a weak one outside debug/tests.
     secret_key: str = field(default="", repr=False)
     #: When set, /metrics requires `Authorization: Bearer <token>`.
@@ -341,6 +359,13 @@ class Settings:
             job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
             cron_orphan_retention_days=_float(
                 env, "CRON_ORPHAN_RETENTION_DAYS", cls.cron_orphan_retention_days
+            ),
+            migration_lock_timeout=_timeout(
+                env, "MIGRATION_LOCK_TIMEOUT", cls.migration_lock_timeout
+            ),
+            migration_lock_retries=_int(env, "MIGRATION_LOCK_RETRIES", cls.migration_lock_retries),
+            migration_statement_timeout=_timeout(
+                env, "MIGRATION_STATEMENT_TIMEOUT", cls.migration_statement_timeout, off=True
             ),
             secret_key=env.get("SECRET_KEY", ""),
             metrics_token=env.get("METRICS_TOKEN", ""),
