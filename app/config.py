@@ -173,6 +173,16 @@ def _direct_url(env: Mapping[str, str]) -> str:
         raise ConfigError(str(error).replace("DATABASE_URL", "DATABASE_DIRECT_URL")) from None
 
 
+def _count(env: Mapping[str, str], name: str) -> int | None:
+    """A positive whole number of rows, or None when unset."""
+    raw = env.get(name, "").strip().replace("_", "")
+    if not raw:
+        return None
+    if not re.fullmatch(r"[0-9]{1,12}", raw) or int(raw) < 1:
+        raise ConfigError(f"{name} must be a whole number of rows from 1, got {raw!r}")
+    return int(raw)
+
+
 def _hops(env: Mapping[str, str], name: str) -> int:
     raw = env.get(name, "").strip() or "0"
     if not raw.isdigit() or int(raw) > 10:
@@ -242,8 +252,10 @@ class Settings:
     worker_timeout_grace: float = 10.0
     #: Abandoned job threads still stuck; at this many the worker exits to be restarted.
     worker_max_abandoned: int = 3
-    #: Finished jobs older than this are pruned by the maintenance job.
+    #: Finished jobs older than this are pruned by the maintenance job ...
     job_retention_days: float = 14.0
+    #: ... and past this many finished jobs, the oldest, whatever their age (None: no cap).
+    job_retention_rows: int | None = None
     #: Cron forgets a schedule removed from code this many days after noticing.
     cron_orphan_retention_days: float = 30.0
     #: The release step: how long a migration waits for a lock before it lets the
@@ -357,6 +369,7 @@ class Settings:
             worker_timeout_grace=_float(env, "WORKER_TIMEOUT_GRACE", cls.worker_timeout_grace),
             worker_max_abandoned=_int(env, "WORKER_MAX_ABANDONED", cls.worker_max_abandoned),
             job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
+            job_retention_rows=_count(env, "JOB_RETENTION_ROWS"),
             cron_orphan_retention_days=_float(
                 env, "CRON_ORPHAN_RETENTION_DAYS", cls.cron_orphan_retention_days
             ),

@@ -1,19 +1,20 @@
 """Days of traffic in the jobs table: `.venv/bin/python -m bench.retention [--rows N ...]`.
 
-For each size, a fresh embedded PostgreSQL (deleted at the end) gets that
-many *finished* jobs, bulk-loaded as two weeks of history (finished evenly
+For each size, a fresh database on one embedded PostgreSQL (deleted at the
+end) gets that many *finished* jobs, bulk-loaded as two weeks of history (finished evenly
 over 14 days, 97 % succeeded, 2 % failed, 1 % cancelled, payloads and
 results of a typical size), then VACUUM ANALYZE, as autovacuum would leave
-it. Then, beside a baseline database on the same server with no history:
+it. Then:
 
 * the worker's cycle (save 10 outcomes, claim 10) with 20,000 jobs queued,
-* enqueue + commit, one job at a time,
+* enqueue + commit, one job at a time, both also measured in the same
+  database before the history was loaded (the ratio "x empty"),
 * pruning one day of history (1/14 of the rows) the way `pillars.prune_jobs`
   does, in batches of 5,000, and
 * the VACUUM that must follow, since every pruned row is a dead tuple.
 
-Absolute figures drift on a shared machine; the ratios to the baseline,
-measured minutes apart on the same server, are what to read.
+Absolute figures drift on a shared machine; the ratios to the empty
+table, measured minutes apart in the same database, are what to read.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class Figures:
     fill_s: float = 0.0
     heap_mb: float = 0.0
     index_mb: float = 0.0
+    #: The cycle and enqueue in the same database before the history was loaded.
+    empty_cycle_p50_ms: float = 0.0
+    empty_enqueue_per_s: float = 0.0
     cycle_p50_ms: float = 0.0
     cycle_p99_ms: float = 0.0
     enqueue_per_s: float = 0.0
@@ -124,8 +128,11 @@ def fill(engine: Engine, rows: int, figures: Figures) -> None:
     figures.heap_mb, figures.index_mb = heap / 2**20, indexes / 2**20
 
 
-def cycles(engine: Engine, count: int, figures: Figures) -> None:
-    """The worker's statement: save the last 10 claims as succeeded, claim 10 more."""
+def cycles(engine: Engine, count: int) -> tuple[float, float]:
+    """The worker's statement: save the last 10 claims as succeeded, claim 10 more.
+
+    Returns its p50 and p99 in milliseconds.
+    """
     with Session(engine) as session:
         enqueue_many(session, [JobRequest("bench.noop", {"n": n}) for n in range(QUEUED)])
         session.commit()
@@ -140,16 +147,17 @@ def cycles(engine: Engine, count: int, figures: Figures) -> None:
             held = [Outcome(job, ok=True, result="null") for job in done.claimed]
         claims.cycle(conn, "bench:1:000000", held, None, 0)
     cuts = statistics.quantiles(seconds, n=100)
-    figures.cycle_p50_ms, figures.cycle_p99_ms = cuts[49] * 1000, cuts[98] * 1000
+    return cuts[49] * 1000, cuts[98] * 1000
 
 
-def enqueues(engine: Engine, count: int, figures: Figures) -> None:
+def enqueues(engine: Engine, count: int) -> float:
+    """Enqueue + commit, one job at a time: jobs per second."""
     with engine.connect() as conn, Session(conn) as session:
         started = time.perf_counter()
         for n in range(count):
             enqueue(session, "bench.noop", {"n": n})
             session.commit()
-        figures.enqueue_per_s = count / (time.perf_counter() - started)
+        return count / (time.perf_counter() - started)
 
 
 def prune_one_day(engine: Engine, figures: Figures) -> None:
@@ -179,18 +187,18 @@ def prune_one_day(engine: Engine, figures: Figures) -> None:
 
 
 def measure(server: Any, rows: int, cycle_count: int, enqueue_count: int) -> Figures:
+    """One database: the cycle and enqueue without history, then with `rows` of it, then
+    a day's prune and the vacuum after it."""
     figures = Figures(rows)
     engine = database(server, f"retention_{rows}_{uuid.uuid4().hex[:6]}")
     try:
-        if rows:
-            print(f"loading {rows:,} finished jobs", flush=True)
-            fill(engine, rows, figures)
-        cycles(engine, cycle_count, figures)
-        enqueues(engine, enqueue_count, figures)
-        if rows:
-            prune_one_day(engine, figures)
-        with autocommit(engine) as conn:
-            conn.execute(text("SELECT 1"))
+        figures.empty_cycle_p50_ms, _ = cycles(engine, cycle_count)
+        figures.empty_enqueue_per_s = enqueues(engine, enqueue_count)
+        print(f"loading {rows:,} finished jobs", flush=True)
+        fill(engine, rows, figures)
+        figures.cycle_p50_ms, figures.cycle_p99_ms = cycles(engine, cycle_count)
+        figures.enqueue_per_s = enqueues(engine, enqueue_count)
+        prune_one_day(engine, figures)
     finally:
         engine.dispose()
     return figures
@@ -212,14 +220,9 @@ def settings(server: Any) -> str:
 
 
 def render(results: list[Figures]) -> str:
-    base = results[0]
-
-    def ratio(mine: float, theirs: float) -> str:
-        return f"{mine / theirs:.2f}x" if theirs else "-"
-
     lines = [
-        "| finished rows | fill + vacuum | heap | indexes | cycle p50 / p99 | "
-        "enqueue | prune a day | prune batch first / last | vacuum after |",
+        "| finished rows | fill + vacuum | heap | indexes | cycle p50 / p99 (x empty) | "
+        "enqueue (x empty) | prune a day | batch first / last | vacuum after |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for f in results:
@@ -227,8 +230,8 @@ def render(results: list[Figures]) -> str:
         lines.append(
             f"| {f.rows:,} | {f.fill_s:.0f} s | {f.heap_mb:,.0f} MB | {f.index_mb:,.0f} MB | "
             f"{f.cycle_p50_ms:.2f} / {f.cycle_p99_ms:.2f} ms "
-            f"({ratio(f.cycle_p50_ms, base.cycle_p50_ms)}) | "
-            f"{f.enqueue_per_s:,.0f}/s ({ratio(f.enqueue_per_s, base.enqueue_per_s)}) | "
+            f"({f.cycle_p50_ms / f.empty_cycle_p50_ms:.2f}x) | "
+            f"{f.enqueue_per_s:,.0f}/s ({f.enqueue_per_s / f.empty_enqueue_per_s:.2f}x) | "
             f"{f.prune_rows:,} in {f.prune_s:.1f} s ({prune_rate:,.0f}/s) | "
             f"{f.prune_first_ms:.0f} / {f.prune_last_ms:.0f} ms | {f.vacuum_s:.1f} s |"
         )
@@ -248,7 +251,7 @@ def main() -> int:
         server = embedded_server(Path(tmp) / "pg", cleanup="delete")
         try:
             print(settings(server), flush=True)
-            for rows in [0, *args.rows]:
+            for rows in args.rows:
                 results.append(measure(server, rows, args.cycles, args.enqueues))
                 print(render(results), flush=True)
         finally:

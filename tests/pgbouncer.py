@@ -38,7 +38,8 @@ def pgbouncer() -> str:
 
 
 class PgBouncer:
-    """PgBouncer on its own loopback port, pooling every database of `upstream`'s server."""
+    """PgBouncer on its own loopback port, pooling every database of `upstream`'s server
+    for `upstream`'s user, who must be let in without a password (as the tests are)."""
 
     def __init__(
         self,
@@ -53,9 +54,9 @@ class PgBouncer:
         self.port = free_port()
         self.user = USER if os.geteuid() == 0 else None
         with psycopg.connect(upstream.replace("postgresql+psycopg://", "postgresql://")) as conn:
-            host, port = conn.info.host, conn.info.port
+            host, port, self.login = conn.info.host, conn.info.port, conn.info.user
         self.config = self.root / "pgbouncer.ini"
-        (self.root / "users.txt").write_text('"postgres" ""\n')
+        (self.root / "users.txt").write_text(f'"{self.login}" ""\n')
         self.config.write_text(f"""[databases]
 * = host={host} port={port}
 
@@ -65,7 +66,7 @@ listen_port = {self.port}
 unix_socket_dir =
 auth_type = trust
 auth_file = {self.root / "users.txt"}
-admin_users = postgres
+admin_users = {self.login}
 pool_mode = {pool_mode}
 default_pool_size = {pool_size}
 max_client_conn = {max_client_conn}
@@ -109,7 +110,7 @@ logfile = {self.root / "pgbouncer.log"}
         shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, database: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{self.login}@127.0.0.1:{self.port}/{database}"
 
     def show(self, what: str) -> list[dict[str, Any]]:
         """A `SHOW <what>` of the admin console (simple query protocol, hence ClientCursor)."""
