@@ -11,6 +11,7 @@ worker or cron process notices and stops with the reason.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections import Counter
@@ -271,3 +272,59 @@ def test_the_site_answers_through_pgbouncer_in_transaction_mode(
     finally:
         app.extensions["pillars_engine"].dispose()
     assert statuses == Counter({200: 40}) and page.status_code == 200
+
+
+def pickups(engine: Engine, count: int) -> list[float]:
+    """Enqueue `count` jobs to an idle worker; seconds from enqueue to start.
+
+    The pauses between them are random, so a polling worker's next poll is
+    anywhere from now to a whole interval away, as for a job in real life.
+    """
+    seconds = []
+    for _ in range(count):
+        with Session(engine) as session:
+            job_id = enqueue(session, "test.noop", {})
+            session.commit()
+        row = wait_for(lambda: done(engine, job_id), what="the job")  # noqa: B023
+        seconds.append((row.started_at - row.created_at).total_seconds())
+        time.sleep(random.uniform(0.05, 1.0))
+    return sorted(seconds)
+
+
+def done(engine: Engine, job_id: uuid.UUID) -> Any:
+    row = job_row(engine, job_id)
+    return row if row.state == "succeeded" else None
+
+
+def test_what_each_presence_mode_costs_in_pickup_latency(
+    db: Engine,
+    process_env: dict[str, str],
+    pooled_env: dict[str, str],
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    modes = {
+        "straight at PostgreSQL (LISTEN)": process_env,
+        "PgBouncer + DATABASE_DIRECT_URL (LISTEN)": {
+            **pooled_env,
+            "DATABASE_DIRECT_URL": database_url,
+        },
+        "PgBouncer, lease (polling)": pooled_env,
+    }
+    figures: dict[str, list[float]] = {}
+    for label, env in modes.items():
+        log = tmp_path / f"{len(figures)}.log"
+        worker = start("worker.py", {**env, "WORKER_POLL_INTERVAL": "1"}, log=log)
+        try:
+            wait_for(lambda: "registered" in log.read_text(), what=label)  # noqa: B023
+            time.sleep(0.5)
+            figures[label] = pickups(db, 15)
+        finally:
+            assert stop(worker) == 0
+    for label, seconds in figures.items():
+        print(
+            f"{label}: pickup p50 {seconds[7] * 1000:.1f} ms, "
+            f"worst of 15 {seconds[-1] * 1000:.1f} ms (poll 1 s)"
+        )
+    # Every job was picked up, after it was enqueued by the database's clock.
+    assert all(len(seconds) == 15 and seconds[0] >= 0 for seconds in figures.values())

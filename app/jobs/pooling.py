@@ -9,6 +9,7 @@ below catch a transaction pooler that the settings did not mention.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ from app.jobs import sql
 LEASE_BEATS = 2.0
 #: Rounds of the check, at registration, that the presence has a session of its own.
 SESSION_PROBES = 3
+#: How long the check waits for a second connection's answer.
+SECOND_CLIENT_WAIT = 3.0
 
 
 @dataclass(frozen=True)
@@ -72,24 +75,38 @@ def shared_session(conninfo: str, conn: psycopg.Connection[Any], lock_key: int) 
     a transaction pooler each statement may run on another server session:
     `conn` may find its lock gone, or a second client may land on the
     session that holds it. Either is proof; several rounds make it likely
-    that a busy pool shows one, and a quiet one (which hands out the session
-    used last) shows the second at once. A second connection that cannot be
-    opened (a full server) leaves that half of the check out.
+    that a busy pool shows the first, and a quiet one (which hands out the
+    session used last) shows the second at once.
     """
-    try:
-        other = psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError:
-        other = None
-    try:
-        for _ in range(SESSION_PROBES):
-            if not holds_life_lock(conn, lock_key):
-                return "its life lock is missing from its own session a moment after it took it"
-            if other is not None and holds_life_lock(other, lock_key):
-                return "a second connection was handed the very session that holds its life lock"
-        return None
-    finally:
-        if other is not None:
-            other.close()
+    for _ in range(SESSION_PROBES):
+        if not holds_life_lock(conn, lock_key):
+            return "its life lock is missing from its own session a moment after it took it"
+    if _second_client_holds(conninfo, lock_key):
+        return "a second connection was handed the very session that holds its life lock"
+    return None
+
+
+def _second_client_holds(conninfo: str, lock_key: int) -> bool:
+    """Whether a new connection finds itself on the session holding `lock_key`.
+
+    Asked on a thread of its own and given `SECOND_CLIENT_WAIT` seconds: a
+    full server refuses the connection, and a pooler in session mode with
+    every server session taken keeps it waiting; either way this half of
+    the check is left out rather than holding the presence up.
+    """
+    found: list[bool] = []
+
+    def ask() -> None:
+        try:
+            with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as other:
+                found.extend(holds_life_lock(other, lock_key) for _ in range(SESSION_PROBES))
+        except psycopg.Error:
+            pass
+
+    asking = threading.Thread(target=ask, name="pillars-session-check", daemon=True)
+    asking.start()
+    asking.join(SECOND_CLIENT_WAIT)
+    return any(list(found))
 
 
 def pooler_problem(who: str, finding: str) -> str:
