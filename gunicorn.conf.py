@@ -20,7 +20,8 @@ wsgi_app = "app.web:create_app()"
 bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 worker_class = "gthread"
-#: Stay below the app's pool (5 + 5 overflow per process) so no thread waits for a connection.
+#: Each thread gets a connection of its own: the app pools WEB_DB_POOL connections per
+#: process, WEB_THREADS unless set (docs/operations.md, Sizing).
 threads = int(os.environ.get("WEB_THREADS", "4"))
 preload_app = False
 timeout = 30
@@ -40,9 +41,18 @@ if os.environ.get("TRUSTED_PROXY_HOPS", "0").strip() in ("", "0"):
 
 
 def on_starting(server: Any) -> None:
-    """Refuse to start, in one line, without a proper SECRET_KEY (before any worker boots)."""
+    """Refuse to start, in one line, without a proper SECRET_KEY (before any worker boots);
+    say how many database connections the processes may hold together."""
     from app.config import secret_key_problem
 
     problem = secret_key_problem(os.environ.get("SECRET_KEY", ""))
     if problem:
         sys.exit(f"gunicorn: {problem}")
+    pool = os.environ.get("WEB_DB_POOL", "").strip() or str(threads)
+    server.log.info(
+        "%d processes x %d threads, WEB_DB_POOL %s each: up to %s database connections",
+        workers,
+        threads,
+        pool,
+        workers * int(pool) if pool.isdigit() else "?",
+    )

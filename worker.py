@@ -10,16 +10,21 @@ says what to do, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from dotenv import load_dotenv
+
+#: Connections a worker holds for itself, besides its presence and its handlers'
+#: pool: the loop's, the heartbeat's, and one for promotions and progress.
+OWN_CONNECTIONS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
     load_dotenv()
     from app import logs, preflight
     from app.config import ConfigError, get_settings
-    from app.db import get_engine
+    from app.db import make_engine
     from app.jobs import load_job_modules, options
     from app.jobs.worker import Worker
 
@@ -33,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
             options.queue_name(queue, "a name in --queues")
         except ValueError as error:
             parser.error(str(error))
+    if args.concurrency:
+        # One figure for the whole process: the loop's slots and the handlers' pool.
+        os.environ["WORKER_CONCURRENCY"] = str(args.concurrency)
     logs.configure("worker")
     try:
         settings = get_settings()
@@ -40,11 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"worker: {error}", file=sys.stderr)
         return 2
-    problem = preflight.check(get_engine())
+    # The worker's own statements (its loop, heartbeat and rescue, promotions,
+    # progress) get connections of their own: handlers that hold every one of
+    # theirs (app.db.get_engine) cannot stall them.
+    engine = make_engine(settings, pool_size=OWN_CONNECTIONS, application_name="pillars-worker")
+    problem = preflight.check(engine)
     if problem is not None:
         print(f"worker: {problem}", file=sys.stderr)
         return 2
-    worker = Worker(get_engine(), settings, queues=queues, concurrency=args.concurrency)
+    worker = Worker(engine, settings, queues=queues)
     worker.install_signal_handlers()
     return worker.run()
 

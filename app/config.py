@@ -60,6 +60,18 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _timeout(env: Mapping[str, str], name: str, default: float, *, off: bool = False) -> float:
+    """Seconds of a PostgreSQL timeout: finite, at most a day; 0 turns it off if `off`."""
+    raw = env.get(name, "").strip()
+    if off and raw in ("0", "off"):
+        return 0.0
+    value = _float(env, name, default)
+    if not 0 < value <= 86_400:  # also refuses NaN and infinity
+        allowed = "0 (off) or " if off else ""
+        raise ConfigError(f"{name} must be {allowed}a number of seconds up to 86400, got {raw!r}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw == "":
@@ -122,6 +134,55 @@ def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate:
     return Rate(int(match[1]), int(match[2] or 1) * _UNITS[match[3]])
 
 
+def _pool(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """A connection pool size: 1 to `POOL_MAX`, or `default` when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= POOL_MAX:
+        raise ConfigError(f"{name} must be a whole number from 1 to {POOL_MAX}, got {raw!r}")
+    return int(raw)
+
+
+#: The largest pool one process may ask for: far past any sensible size, short of
+#: a typo that would let one process exhaust a server on its own.
+POOL_MAX = 1000
+#: What sits between the processes and PostgreSQL (`DATABASE_POOL_MODE`): nothing or
+#: a pooler that gives each client a server session for its whole life (`session`),
+#: or a pooler that hands a server session out per transaction (`transaction`).
+POOL_MODES = ("session", "transaction")
+
+
+def _pool_mode(env: Mapping[str, str]) -> str:
+    raw = env.get("DATABASE_POOL_MODE", "").strip().lower() or "session"
+    if raw not in POOL_MODES:
+        raise ConfigError(
+            "DATABASE_POOL_MODE must be session (PostgreSQL itself, or a pooler in session "
+            f"mode) or transaction (PgBouncer's pool_mode = transaction), got {raw!r}"
+        )
+    return raw
+
+
+def _direct_url(env: Mapping[str, str]) -> str:
+    raw = env.get("DATABASE_DIRECT_URL", "").strip()
+    if not raw:
+        return ""
+    try:
+        return normalize_database_url(raw)
+    except ConfigError as error:
+        raise ConfigError(str(error).replace("DATABASE_URL", "DATABASE_DIRECT_URL")) from None
+
+
+def _count(env: Mapping[str, str], name: str) -> int | None:
+    """A positive whole number of rows, or None when unset."""
+    raw = env.get(name, "").strip().replace("_", "")
+    if not raw:
+        return None
+    if not re.fullmatch(r"[0-9]{1,12}", raw) or int(raw) < 1:
+        raise ConfigError(f"{name} must be a whole number of rows from 1, got {raw!r}")
+    return int(raw)
+
+
 def _hops(env: Mapping[str, str], name: str) -> int:
     raw = env.get(name, "").strip() or "0"
     if not raw.isdigit() or int(raw) > 10:
@@ -161,6 +222,19 @@ class Settings:
 
     database_url: str
     job_modules: tuple[str, ...] = ()
+    #: `transaction` when DATABASE_URL goes through a transaction pooler (PgBouncer's
+    #: pool_mode = transaction): no session state is relied on there (see
+    #: `app.jobs.processes` for what liveness does instead).
+    database_pool_mode: str = "session"
+    #: A URL straight to PostgreSQL (or a session pooler) for the one session-level
+    #: connection each worker and cron process keeps: LISTEN and the life lock.
+    database_direct_url: str = field(default="", repr=False)
+    #: Connections the job handlers of one worker process share; None: one per slot.
+    worker_db_pool: int | None = None
+    #: gunicorn threads per web process (gunicorn.conf.py reads the same variable) ...
+    web_threads: int = 4
+    #: ... and the connections they share; None: one per thread.
+    web_db_pool: int | None = None
     #: How many jobs one worker process runs at once (threads).
     worker_concurrency: int = 10
     #: How often a worker proves it is alive and refreshes its jobs' heartbeats.
@@ -178,10 +252,18 @@ class Settings:
     worker_timeout_grace: float = 10.0
     #: Abandoned job threads still stuck; at this many the worker exits to be restarted.
     worker_max_abandoned: int = 3
-    #: Finished jobs older than this are pruned by the maintenance job.
+    #: Finished jobs older than this are pruned by the maintenance job ...
     job_retention_days: float = 14.0
+    #: ... and past this many finished jobs, the oldest, whatever their age (None: no cap).
+    job_retention_rows: int | None = None
     #: Cron forgets a schedule removed from code this many days after noticing.
     cron_orphan_retention_days: float = 30.0
+    #: The release step: how long a migration waits for a lock before it lets the
+    #: queue go on and tries again, how often it tries, and how long one of its
+    #: statements may run while it holds its locks (0: no limit).
+    migration_lock_timeout: float = 1.0
+    migration_lock_retries: int = 10
+    migration_statement_timeout: float = 30.0
     #: Signs sessions, CSRF and reset tokens; `create_app` refuses a weak one outside debug/tests.
     secret_key: str = field(default="", repr=False)
     #: When set, /metrics requires `Authorization: Bearer <token>`.
@@ -232,6 +314,22 @@ class Settings:
         """
         return self.secret_key or DEV_SECRET_KEY
 
+    @property
+    def behind_transaction_pooler(self) -> bool:
+        """Whether DATABASE_URL's sessions last only a transaction (no prepared statements,
+        no session SETs, no LISTEN, no session advisory locks there)."""
+        return self.database_pool_mode == "transaction"
+
+    @property
+    def handler_pool(self) -> int:
+        """The size of the pool one worker process's handlers share."""
+        return self.worker_db_pool or self.worker_concurrency
+
+    @property
+    def web_pool(self) -> int:
+        """The size of the pool one web process's threads share."""
+        return self.web_db_pool or self.web_threads
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `env` (default: `os.environ`), failing loudly on bad values."""
@@ -244,22 +342,43 @@ class Settings:
                 "`python3 dev.py up`, which runs an embedded PostgreSQL for you."
             )
         modules = tuple(m.strip() for m in env.get("JOB_MODULES", "").split(",") if m.strip())
+        pool_mode = _pool_mode(env)
+        synchronous = _bool(env, "WORKER_SYNCHRONOUS_COMMIT", cls.worker_synchronous_commit)
+        if pool_mode == "transaction" and not synchronous:
+            # A session SET through a transaction pooler stays behind on a server
+            # session that other clients (the site) then commit on.
+            raise ConfigError(
+                "WORKER_SYNCHRONOUS_COMMIT=off needs a session of its own, which "
+                "DATABASE_POOL_MODE=transaction does not give: set it on the worker's "
+                "database role instead (ALTER ROLE ... SET synchronous_commit = off)"
+            )
         return cls(
             database_url=normalize_database_url(url),
             job_modules=modules,
+            database_pool_mode=pool_mode,
+            database_direct_url=_direct_url(env),
+            worker_db_pool=_pool(env, "WORKER_DB_POOL", None),
+            web_threads=_pool(env, "WEB_THREADS", cls.web_threads) or cls.web_threads,
+            web_db_pool=_pool(env, "WEB_DB_POOL", None),
             worker_concurrency=_int(env, "WORKER_CONCURRENCY", cls.worker_concurrency),
             heartbeat_interval=_float(env, "WORKER_HEARTBEAT_INTERVAL", cls.heartbeat_interval),
             stale_timeout=_float(env, "WORKER_STALE_TIMEOUT", cls.stale_timeout),
             shutdown_grace=_float(env, "WORKER_SHUTDOWN_GRACE", cls.shutdown_grace),
             poll_interval=_float(env, "WORKER_POLL_INTERVAL", cls.poll_interval),
-            worker_synchronous_commit=_bool(
-                env, "WORKER_SYNCHRONOUS_COMMIT", cls.worker_synchronous_commit
-            ),
+            worker_synchronous_commit=synchronous,
             worker_timeout_grace=_float(env, "WORKER_TIMEOUT_GRACE", cls.worker_timeout_grace),
             worker_max_abandoned=_int(env, "WORKER_MAX_ABANDONED", cls.worker_max_abandoned),
             job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
+            job_retention_rows=_count(env, "JOB_RETENTION_ROWS"),
             cron_orphan_retention_days=_float(
                 env, "CRON_ORPHAN_RETENTION_DAYS", cls.cron_orphan_retention_days
+            ),
+            migration_lock_timeout=_timeout(
+                env, "MIGRATION_LOCK_TIMEOUT", cls.migration_lock_timeout
+            ),
+            migration_lock_retries=_int(env, "MIGRATION_LOCK_RETRIES", cls.migration_lock_retries),
+            migration_statement_timeout=_timeout(
+                env, "MIGRATION_STATEMENT_TIMEOUT", cls.migration_statement_timeout, off=True
             ),
             secret_key=env.get("SECRET_KEY", ""),
             metrics_token=env.get("METRICS_TOKEN", ""),

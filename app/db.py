@@ -17,21 +17,33 @@ from app.config import Settings, get_settings
 
 
 def make_engine(
-    settings: Settings, *, pool_size: int = 5, application_name: str = "pillars"
+    settings: Settings,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 0,
+    application_name: str = "pillars",
 ) -> Engine:
-    """Create an engine for `settings.database_url`.
+    """Create an engine for `settings.database_url` that holds at most `pool_size` connections.
 
-    `pool_pre_ping` lets every process survive a database restart: a dead
-    pooled connection is replaced instead of failing the next statement.
-    Sessions that are alive but useless are dropped too (see
-    `_drop_useless_sessions`).
+    No overflow by default: a process's connections are then a number an
+    operator can add up (docs/operations.md, Sizing), and a thread that finds
+    them all in use waits for one (`pool_timeout`, 30 s) instead of opening
+    another. `pool_pre_ping` lets every process survive a database restart:
+    a dead pooled connection is replaced instead of failing the next
+    statement. Sessions that are alive but useless are dropped too (see
+    `_drop_useless_sessions`). Behind a transaction pooler nothing is
+    prepared on the server: the next transaction may run on another session,
+    where the statement is missing or, worse, another one has its name.
     """
+    connect_args: dict[str, Any] = {"application_name": application_name}
+    if settings.behind_transaction_pooler:
+        connect_args["prepare_threshold"] = None
     engine = create_engine(
         settings.database_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=max_overflow,
         pool_pre_ping=True,
-        connect_args={"application_name": application_name},
+        connect_args=connect_args,
     )
     event.listen(engine, "handle_error", _drop_useless_sessions)
     event.listen(engine, "connect", _read_json_safely)
@@ -80,10 +92,13 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def get_engine() -> Engine:
     """Return this process's shared engine, built from the environment on first use.
 
-    Handlers running in the worker use it for their own writes.
+    Handlers running in the worker use it for their own writes, and share its
+    `WORKER_DB_POOL` connections (by default one per slot). The worker's own
+    statements go through an engine of their own (`worker.py`), so handlers
+    that use every connection cannot hold up its heartbeat or its claims.
     """
     settings = get_settings()
-    return make_engine(settings, pool_size=max(5, settings.worker_concurrency + 4))
+    return make_engine(settings, pool_size=settings.handler_pool)
 
 
 #: SQLSTATEs that mean "this session cannot do its work any more, a new one may":
@@ -109,10 +124,38 @@ def is_connection_fault(error: BaseException) -> bool:
 
 
 def describe(error: BaseException) -> str:
-    """One line naming the driver's error and what it said, not SQLAlchemy's wrapper."""
+    """One line naming the driver's error and what it said, not SQLAlchemy's wrapper.
+
+    A refusal for want of connections says what to do about it: without
+    that, a fleet larger than the server repeats "too many clients" and
+    leaves the operator to guess where the connections went.
+    """
     cause = error.orig if isinstance(error, exc.DBAPIError) and error.orig else error
     first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    return f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+    line = f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+    hint = next((hint for words, hint in _CROWDED if words in first), None)
+    return f"{line} ({hint})" if hint else line
+
+
+_SIZING = "see docs/operations.md, Sizing"
+#: What PostgreSQL and PgBouncer say when they are out of connections (a refused
+#: connection carries no SQLSTATE, only its text), and what to do about it.
+_CROWDED = (
+    (
+        "too many clients already",
+        f"PostgreSQL's max_connections is used up: add up what every process holds, "
+        f"or put PgBouncer in front; {_SIZING}",
+    ),
+    (
+        "remaining connection slots are reserved",
+        f"PostgreSQL's max_connections is used up but for reserved slots; {_SIZING}",
+    ),
+    ("max_client_conn", f"PgBouncer's max_client_conn is too small for the fleet; {_SIZING}"),
+    (
+        "query_wait_timeout",
+        f"PgBouncer's pool kept this client waiting too long: the pool is too small; {_SIZING}",
+    ),
+)
 
 
 def on_driver(conn: Connection, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:

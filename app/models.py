@@ -234,6 +234,10 @@ class Worker(Base):
     #: The job names this process can run, so jobs nobody can run are noticed.
     job_names: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     lock_key: Mapped[int] = mapped_column(Integer, Identity(always=False), unique=True)
+    #: NULL: the process holds its life lock (`lock_key`). Seconds: it has no
+    #: session to hold one in (a transaction pooler) and counts as dead once
+    #: its heartbeat is this old.
+    lease: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
     heartbeat_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
 

@@ -4,11 +4,15 @@ Revision ID: 0005_queue_guards
 Revises: 0004_ops
 Create Date: 2026-11-30 07:00:00
 
-Rows that already carry such a time are mended first (run at once, or lose an
-unreadable occurrence time), so the constraints can be validated. They are
-added NOT VALID and validated separately: validation then takes only a
-SHARE UPDATE EXCLUSIVE lock, and enqueues and claims keep flowing while it
-scans the table.
+Safe beside a running queue. The migration's transaction only changes the
+catalog (a nullable column, constraints added NOT VALID), so its lock on
+`jobs` lasts milliseconds. Everything that reads the whole table runs after
+it, in an autocommit block, under locks that let enqueues and claims go on:
+the rows that already carry an unreadable time are mended with row locks
+(run at once, or lose an unreadable occurrence time), the constraints are
+validated under SHARE UPDATE EXCLUSIVE, and the rescuer's index is rebuilt
+concurrently under a new name before the old one goes. Every step can run
+again, so a release step stopped half-way can simply be repeated.
 """
 
 from collections.abc import Sequence
@@ -23,26 +27,32 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 READABLE = "'0001-01-02 00:00+00' AND '9999-12-30 00:00+00'"
+CHECKS = {
+    "ck_jobs_run_at_readable": f"run_at BETWEEN {READABLE}",
+    "ck_jobs_scheduled_for_readable": f"scheduled_for IS NULL OR scheduled_for BETWEEN {READABLE}",
+}
 
 
 def upgrade() -> None:
-    op.add_column('jobs', sa.Column('scheduled_zone', sa.Text(), nullable=True))
-    op.execute(f"UPDATE jobs SET run_at = now() WHERE NOT run_at BETWEEN {READABLE}")
-    op.execute(
-        f"UPDATE jobs SET scheduled_for = NULL WHERE NOT scheduled_for BETWEEN {READABLE}"
-    )
-    op.execute(
-        f"ALTER TABLE jobs ADD CONSTRAINT ck_jobs_run_at_readable "
-        f"CHECK (run_at BETWEEN {READABLE}) NOT VALID"
-    )
-    op.execute(
-        f"ALTER TABLE jobs ADD CONSTRAINT ck_jobs_scheduled_for_readable "
-        f"CHECK (scheduled_for IS NULL OR scheduled_for BETWEEN {READABLE}) NOT VALID"
-    )
-    op.execute("ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_run_at_readable")
-    op.execute("ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_scheduled_for_readable")
-    op.drop_index('ix_jobs_running', table_name='jobs', postgresql_where=sa.text("state = 'running'"))
-    op.create_index('ix_jobs_running', 'jobs', ['locked_by'], unique=False, postgresql_where=sa.text("state = 'running'"))
+    op.execute("ALTER TABLE jobs ADD COLUMN IF NOT EXISTS scheduled_zone text")
+    for name, check in CHECKS.items():
+        op.execute(f"ALTER TABLE jobs DROP CONSTRAINT IF EXISTS {name}")
+        op.execute(f"ALTER TABLE jobs ADD CONSTRAINT {name} CHECK ({check}) NOT VALID")
+    with op.get_context().autocommit_block():
+        op.execute(f"UPDATE jobs SET run_at = now() WHERE NOT run_at BETWEEN {READABLE}")
+        op.execute(
+            f"UPDATE jobs SET scheduled_for = NULL WHERE NOT scheduled_for BETWEEN {READABLE}"
+        )
+        for name in CHECKS:
+            op.execute(f"ALTER TABLE jobs VALIDATE CONSTRAINT {name}")
+        # A leftover of an interrupted run may be invalid: build it afresh.
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_jobs_running_by_worker")
+        op.execute(
+            "CREATE INDEX CONCURRENTLY ix_jobs_running_by_worker ON jobs (locked_by)"
+            " WHERE state = 'running'"
+        )
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_jobs_running")
+        op.execute("ALTER INDEX ix_jobs_running_by_worker RENAME TO ix_jobs_running")
 
 
 def downgrade() -> None:

@@ -8,6 +8,11 @@ Safe beside the previous release: the new columns are nullable or have a
 constant default (no table rewrite), the state check is replaced NOT VALID
 and validated without blocking writes, and the indexes are built
 concurrently, outside the migration's transaction.
+
+The autocommit block commits the first part before the indexes are built.
+A release step stopped after that point can run again: the first part is
+then skipped (its table is there), and an index an interrupted build left
+invalid is dropped and built afresh.
 """
 
 from collections.abc import Sequence
@@ -33,6 +38,20 @@ ACTIVE = (
 
 
 def upgrade() -> None:
+    if not sa.inspect(op.get_bind()).has_table('queue_limits'):
+        _catalog()
+    with op.get_context().autocommit_block():
+        op.execute("ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_state")
+        op.execute("ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_flow")
+        for name in ('ix_jobs_waiting', 'ix_jobs_fresh', 'ix_jobs_flow_active'):
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        op.create_index('ix_jobs_waiting', 'jobs', ['flow_key', sa.literal_column('priority DESC'), 'job_id'], unique=False, postgresql_where=sa.text("state = 'waiting'"), postgresql_concurrently=True)
+        op.create_index('ix_jobs_fresh', 'jobs', ['job_id'], unique=False, postgresql_where=sa.text("state = 'waiting' AND flow_fresh"), postgresql_concurrently=True)
+        op.create_index('ix_jobs_flow_active', 'jobs', ['flow_key'], unique=False, postgresql_where=sa.text(ACTIVE), postgresql_concurrently=True)
+
+
+def _catalog() -> None:
+    """The catalog changes, in the migration's transaction: locks held for milliseconds."""
     op.create_table('queue_limits',
     sa.Column('queue', sa.Text(), nullable=False),
     sa.Column('concurrency', sa.Integer(), nullable=True),
@@ -54,12 +73,6 @@ def upgrade() -> None:
     op.execute("ALTER TABLE jobs DROP CONSTRAINT ck_jobs_state")
     op.execute(f"ALTER TABLE jobs ADD CONSTRAINT ck_jobs_state CHECK (state IN ({STATES})) NOT VALID")
     op.execute(f"ALTER TABLE jobs ADD CONSTRAINT ck_jobs_flow CHECK ({FLOW}) NOT VALID")
-    with op.get_context().autocommit_block():
-        op.execute("ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_state")
-        op.execute("ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_flow")
-        op.create_index('ix_jobs_waiting', 'jobs', ['flow_key', sa.literal_column('priority DESC'), 'job_id'], unique=False, postgresql_where=sa.text("state = 'waiting'"), postgresql_concurrently=True, if_not_exists=True)
-        op.create_index('ix_jobs_fresh', 'jobs', ['job_id'], unique=False, postgresql_where=sa.text("state = 'waiting' AND flow_fresh"), postgresql_concurrently=True, if_not_exists=True)
-        op.create_index('ix_jobs_flow_active', 'jobs', ['flow_key'], unique=False, postgresql_where=sa.text(ACTIVE), postgresql_concurrently=True, if_not_exists=True)
 
 
 def downgrade() -> None:

@@ -58,9 +58,7 @@ class Scheduler:
         self.schedules = list(schedules)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.stopping = threading.Event()
-        self._liveness = Liveness(
-            engine, self.id, interval=settings.heartbeat_interval, stopping=self.stopping
-        )
+        self._liveness = Liveness(engine, settings, self.id, stopping=self.stopping)
         self._clock: tuple[datetime, float] | None = None
         self._next: dict[str, datetime] = {}
         self._failures = 0
@@ -83,7 +81,7 @@ class Scheduler:
                 self.stopping.wait(min(MAX_BACKOFF, 0.5 * 2 ** (self._failures - 1)))
         self._liveness.join(timeout=10)
         log.info("cron %s stopped", self.id)
-        return 0
+        return 2 if self._liveness.problem else 0
 
     def stop(self) -> None:
         self.stopping.set()

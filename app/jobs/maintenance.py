@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import text
+
 from app.config import get_settings
 from app.db import get_engine
 from app.jobs import sql
@@ -11,23 +13,52 @@ from app.jobs.registry import job
 
 log = logging.getLogger(__name__)
 
+# How long ago the newest finished job beyond the first `:keep` finished, read
+# backwards along ix_jobs_finished: the age that pruning by count cuts at.
+AGE_BEYOND_NEWEST = text("""
+SELECT extract(epoch FROM now() - finished_at) FROM jobs
+WHERE state IN ('succeeded', 'failed', 'cancelled')
+ORDER BY finished_at DESC OFFSET :keep LIMIT 1
+""")
+
 
 @job("pillars.prune_jobs", queue="default", max_attempts=3, timeout=600)
-def prune_jobs(older_than_days: float | None = None, batch: int = 5_000) -> int:
+def prune_jobs(
+    older_than_days: float | None = None, batch: int = 5_000, keep_at_most: int | None = None
+) -> int:
     """Delete finished jobs older than the retention period, a batch per transaction.
 
-    Short transactions keep vacuum able to reclaim space while pruning runs.
+    Past `JOB_RETENTION_ROWS` finished jobs (`keep_at_most`), the oldest go
+    too, whatever their age: the table's size then has a bound that a
+    burst of traffic cannot move (docs/operations.md, Retention). Short
+    transactions keep vacuum able to reclaim space while pruning runs.
     Returns how many rows were deleted.
     """
     settings = get_settings()
     days = settings.job_retention_days if older_than_days is None else older_than_days
+    keep = settings.job_retention_rows if keep_at_most is None else keep_at_most
+    deleted = _prune(days * 86_400, batch)
+    if keep:
+        with get_engine().connect() as conn:
+            age = conn.execute(AGE_BEYOND_NEWEST, {"keep": keep}).scalar()
+        if age is not None:
+            # Everything as old as the first job beyond the newest `keep`, and older.
+            deleted += _prune(max(0.0, float(age) - 1e-6), batch)
+    log.info(
+        "pruned %d finished job(s) older than %s day(s)%s",
+        deleted,
+        days,
+        f" or beyond the newest {keep}" if keep else "",
+    )
+    return deleted
+
+
+def _prune(older_than: float, batch: int) -> int:
     deleted = 0
     while True:
         with get_engine().begin() as conn:
-            params = {"older_than": days * 86_400, "limit": batch}
+            params = {"older_than": older_than, "limit": batch}
             count = int(conn.execute(sql.PRUNE, params).scalar_one())
         deleted += count
         if count < batch:
-            break
-    log.info("pruned %d finished job(s) older than %s day(s)", deleted, days)
-    return deleted
+            return deleted

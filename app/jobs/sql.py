@@ -338,16 +338,20 @@ RETURNING j.job_id
 # Every registration gets a fresh lock key: a lingering session of the same
 # process (a connection the network cut, not yet noticed by the server) may
 # still hold the old one.
+# A process with a lease (behind a transaction pooler, no session to hold a lock
+# in) takes no lock: it is alive while its heartbeat is younger than the lease.
 PRESENCE_REGISTER = """
 WITH registered AS (
-    INSERT INTO workers (worker_id, kind, hostname, pid, queues, concurrency, job_names)
+    INSERT INTO workers (worker_id, kind, hostname, pid, queues, concurrency, job_names, lease)
     VALUES (%(worker_id)s, %(kind)s, %(hostname)s, %(pid)s, CAST(%(queues)s AS text[]),
-            %(concurrency)s, CAST(%(job_names)s AS text[]))
+            %(concurrency)s, CAST(%(job_names)s AS text[]), %(lease)s)
     ON CONFLICT (worker_id) DO UPDATE
-    SET lock_key = DEFAULT, heartbeat_at = clock_timestamp(), job_names = excluded.job_names
-    RETURNING lock_key
+    SET lock_key = DEFAULT, heartbeat_at = clock_timestamp(), job_names = excluded.job_names,
+        lease = excluded.lease
+    RETURNING lock_key, lease
 )
-SELECT lock_key, pg_advisory_lock(%(namespace)s, lock_key) FROM registered
+SELECT lock_key, CASE WHEN lease IS NULL THEN pg_advisory_lock(%(namespace)s, lock_key) END
+FROM registered
 """
 
 # clock_timestamp(), not now(): a beat that waited for a lock records when it
@@ -382,7 +386,7 @@ EXISTS (
 # a lock for a while as RESCUE's suspects.
 LOCKLESS_WORKERS = text(f"""
 SELECT w.worker_id FROM workers w
-WHERE w.kind = 'worker' AND NOT {_LOCK_HELD}
+WHERE w.kind = 'worker' AND w.lease IS NULL AND NOT {_LOCK_HELD}
   AND pg_postmaster_start_time() < now() - make_interval(secs => :settle)
 """)
 
@@ -390,7 +394,9 @@ WHERE w.kind = 'worker' AND NOT {_LOCK_HELD}
 #
 # * dead: nobody holds the life lock (the session ended with the process) and
 #   either the heartbeat is late too (a live process re-registers within the
-#   grace) or the watcher saw the lock missing for a while (a suspect).
+#   grace) or the watcher saw the lock missing for a while (a suspect). A
+#   process with a lease holds no lock: it is dead once its heartbeat is
+#   older than the lease it registered with.
 #   Heartbeats count from the server's start at the earliest: after a
 #   database restart every lock is gone and every heartbeat looks old, and
 #   live processes need a moment to reconnect before they can prove it.
@@ -417,7 +423,7 @@ WITH dead AS (
     SELECT w.worker_id FROM workers w
     WHERE CAST(:judge AS boolean) AND NOT {_LOCK_HELD}
       AND (greatest(w.heartbeat_at, pg_postmaster_start_time())
-               < now() - make_interval(secs => :grace)
+               < now() - make_interval(secs => coalesce(w.lease, :grace))
            OR (w.worker_id = ANY(CAST(:suspects AS text[]))
                AND pg_postmaster_start_time() < now() - make_interval(secs => :settle)))
 ),

@@ -29,7 +29,8 @@ from app.db import describe, is_connection_fault
 from app.jobs import claims
 from app.jobs.execution import Claimed, Outcome, execute, failure
 from app.jobs.heartbeat import Heartbeat
-from app.jobs.processes import Identity, Presence, conninfo, new_process_id
+from app.jobs.pooling import link
+from app.jobs.processes import Identity, Presence, new_process_id
 from app.jobs.registry import registry
 from app.jobs.threads import JobThreads
 
@@ -44,6 +45,9 @@ AHEAD = 0.005
 AHEAD_BATCHES = 4
 #: Exit code of a worker that stopped because abandoned job threads piled up.
 EXIT_TIRED = 3
+#: Exit code of a worker whose database connection turned out not to be a session of
+#: its own (a transaction pooler the settings do not mention).
+EXIT_MISCONFIGURED = 2
 
 
 class Worker:
@@ -78,12 +82,13 @@ class Worker:
             self.concurrency, self._execute, self._done, grace=settings.worker_timeout_grace
         )
         self.presence = Presence(
-            conninfo(engine),
+            link(engine, settings),
             Identity(self.id, "worker", self.queues, self.concurrency, registry.names()),
             interval=settings.heartbeat_interval,
             on_notify=self._wake.set,
             queues=self.queues,
             watch=True,
+            on_problem=self._misconfigured,
         )
 
     def run(self) -> int:
@@ -91,7 +96,7 @@ class Worker:
         self.presence.start()
         # Give claims an owner peers can see; a database that is away is
         # waited out by the loop itself, so don't wait for long.
-        if not self.presence.alive.wait(5.0):
+        if not self.presence.alive.wait(5.0) and not self.stopping.is_set():
             log.warning("worker %s: presence not up yet; working while it connects", self.id)
         Heartbeat(
             self.engine, self.settings, self.id, self._held, self.presence, self.finished
@@ -112,6 +117,11 @@ class Worker:
         """Stop claiming; `run` lets running jobs finish within the grace period."""
         self.stopping.set()
         self._wake.set()
+
+    def _misconfigured(self, problem: str) -> None:
+        """The presence found no session of its own: stop before claiming more (exit 2)."""
+        self._exit_code = EXIT_MISCONFIGURED
+        self.stop()
 
     def _cycle(self, *, claim: bool) -> None:
         """Save finished outcomes and claim into free threads, in one statement.

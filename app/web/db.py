@@ -24,7 +24,11 @@ def close_session(error: BaseException | None = None) -> None:
 
 
 def init_app(app: Flask) -> None:
-    engine: Engine = make_engine(app.config["PILLARS_SETTINGS"], application_name="pillars-web")
+    settings = app.config["PILLARS_SETTINGS"]
+    # One connection per request thread (WEB_DB_POOL): a request uses one session.
+    engine: Engine = make_engine(
+        settings, pool_size=settings.web_pool, application_name="pillars-web"
+    )
     app.extensions["pillars_engine"] = engine
     app.extensions["pillars_sessions"] = make_session_factory(engine)
     app.teardown_appcontext(close_session)
