@@ -192,6 +192,9 @@ def test_presence_reconnects_after_its_connection_is_killed(
             )
 
     try:
+        # Kill the connection only once it listens: killed while still
+        # registering, it would come back listening only once.
+        wait_for(lambda: "listening on" in log.read_text(), what="LISTEN")
         [first] = wait_for(listeners, what="listener connection")
         with db.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
