@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     load_dotenv()
     from app import logs, preflight
     from app.config import ConfigError, get_settings
-    from app.db import make_engine
+    from app.db import get_engine, make_engine
     from app.jobs import load_job_modules, options
     from app.jobs.worker import Worker
 
@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         print(f"worker: {problem}", file=sys.stderr)
         return 2
-    worker = Worker(engine, settings, queues=queues)
+    # Handlers share the process's engine (WORKER_DB_POOL), with any code of
+    # theirs that asks `app.db.get_engine()` for it.
+    worker = Worker(engine, settings, queues=queues, handler_engine=get_engine())
     worker.install_signal_handlers()
     return worker.run()
 

@@ -4,6 +4,7 @@ what a database error means for the connection it came from."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -81,6 +82,23 @@ def _drop_useless_sessions(context: ExceptionContext) -> None:
     """
     if context.original_exception is not None and is_connection_fault(context.original_exception):
         context.is_disconnect = True
+
+
+def delete_in_batches(engine: Engine, delete_batch: Callable[[Connection], int], batch: int) -> int:
+    """Run `delete_batch` (returns how many rows it deleted, at most `batch`) until it
+    deletes fewer than `batch`; return the total.
+
+    Each batch commits on its own: short transactions hold few locks and let
+    vacuum reclaim the space while the deleting goes on, and a chore stopped
+    midway keeps what it did.
+    """
+    deleted = 0
+    while True:
+        with engine.begin() as conn:
+            count = delete_batch(conn)
+        deleted += count
+        if count < batch:
+            return deleted
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

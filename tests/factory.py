@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from app.jobs import enqueue
+from app.config import Settings
+from app.jobs import JobContext, enqueue
 from app.jobs.ids import job_id_at
 
 
@@ -50,3 +51,8 @@ def row(
                 {**columns, **documents, "old_id": job_id},
             )
     return uuid.UUID(str(columns.get("job_id", job_id)))
+
+
+def context(engine: Engine, settings: Settings, name: str = "test.direct") -> JobContext:
+    """What a handler gets from the worker, for calling it directly in a test."""
+    return JobContext(uuid.uuid4(), name, "default", 1, 1, engine=engine, settings=settings)

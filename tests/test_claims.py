@@ -13,6 +13,7 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.jobs import (
     JobRequest,
     claims,
@@ -119,19 +120,21 @@ def test_claim_counts_the_attempt_and_records_the_owner(db: Engine) -> None:
     assert row.started_at is not None and row.heartbeat_at is not None
 
 
-def test_success_is_saved_with_the_result(db: Engine) -> None:
+def test_success_is_saved_with_the_result(db: Engine, settings: Settings) -> None:
     job_id = factory.job(db, "test.add", {"a": 2, "b": 3})
     [claimed] = claim(db, "w")
-    saved = save(db, "w", [execute(claimed)])
+    saved = save(db, "w", [execute(claimed, db, settings)])
     row = job_row(db, job_id)
     assert saved.succeeded == [job_id]
     assert (row.state, row.result, row.finished_at is not None) == ("succeeded", 5, True)
 
 
-def test_failure_goes_back_to_the_queue_with_backoff_and_the_error(db: Engine) -> None:
+def test_failure_goes_back_to_the_queue_with_backoff_and_the_error(
+    db: Engine, settings: Settings
+) -> None:
     job_id = factory.job(db, "test.fail", {"message": "smtp down"})
     [claimed] = claim(db, "w")
-    save(db, "w", [execute(claimed)])
+    save(db, "w", [execute(claimed, db, settings)])
     row = job_row(db, job_id)
     assert row.state == "queued"
     assert row.last_error is not None and row.last_error.startswith("RuntimeError: smtp down")
@@ -142,13 +145,15 @@ def test_failure_goes_back_to_the_queue_with_backoff_and_the_error(db: Engine) -
     assert 0.5 < wait.total_seconds() <= 2.5
 
 
-def test_failure_on_the_last_attempt_ends_failed_with_every_error_kept(db: Engine) -> None:
+def test_failure_on_the_last_attempt_ends_failed_with_every_error_kept(
+    db: Engine, settings: Settings
+) -> None:
     job_id = factory.job(db, "test.fail", {}, max_attempts=2)
     for _ in range(2):
         with db.begin() as conn:
             conn.execute(text("UPDATE jobs SET run_at = now() WHERE job_id = :id"), {"id": job_id})
         [claimed] = claim(db, "w")
-        save(db, "w", [execute(claimed)])
+        save(db, "w", [execute(claimed, db, settings)])
     row = job_row(db, job_id)
     assert (row.state, row.attempts, len(row.errors)) == ("failed", 2, 2)
     assert row.finished_at is not None
@@ -160,10 +165,10 @@ def test_backoff_grows_exponentially_with_jitter() -> None:
     assert backoff(40) <= 3600 * 1.25
 
 
-def test_retry_exception_reschedules_after_its_delay(db: Engine) -> None:
+def test_retry_exception_reschedules_after_its_delay(db: Engine, settings: Settings) -> None:
     job_id = factory.job(db, "test.retry_later", {"delay": 30})
     [claimed] = claim(db, "w")
-    save(db, "w", [execute(claimed)])
+    save(db, "w", [execute(claimed, db, settings)])
     row = job_row(db, job_id)
     assert row.state == "queued" and row.last_error == "retry requested: not yet"
     with db.connect() as conn:
@@ -171,29 +176,33 @@ def test_retry_exception_reschedules_after_its_delay(db: Engine) -> None:
     assert 29 < wait.total_seconds() <= 30
 
 
-def test_discard_exception_fails_the_job_without_retrying(db: Engine) -> None:
+def test_discard_exception_fails_the_job_without_retrying(db: Engine, settings: Settings) -> None:
     job_id = factory.job(db, "test.discard", {})
     [claimed] = claim(db, "w")
-    save(db, "w", [execute(claimed)])
+    save(db, "w", [execute(claimed, db, settings)])
     row = job_row(db, job_id)
     assert (row.state, row.attempts) == ("failed", 1)
     assert row.last_error == "discarded: payload refers to a deleted user"
 
 
-def test_a_row_with_an_unknown_name_fails_with_a_clear_reason(db: Engine) -> None:
+def test_a_row_with_an_unknown_name_fails_with_a_clear_reason(
+    db: Engine, settings: Settings
+) -> None:
     with db.begin() as conn:
         conn.execute(
             text("INSERT INTO jobs (name, payload, max_attempts) VALUES ('gone.away', '{}', 1)")
         )
     [claimed] = claim(db, "w")
-    save(db, "w", [execute(claimed)])
+    save(db, "w", [execute(claimed, db, settings)])
     row = job_row(db, claimed.job_id)
     assert row.state == "failed"
     assert row.last_error is not None
     assert "no handler is registered for job 'gone.away'" in row.last_error
 
 
-def test_a_row_with_a_broken_payload_fails_with_a_clear_reason(db: Engine) -> None:
+def test_a_row_with_a_broken_payload_fails_with_a_clear_reason(
+    db: Engine, settings: Settings
+) -> None:
     with db.begin() as conn:
         conn.execute(
             text(
@@ -202,11 +211,13 @@ def test_a_row_with_a_broken_payload_fails_with_a_clear_reason(db: Engine) -> No
             )
         )
     [claimed] = claim(db, "w")
-    save(db, "w", [execute(claimed)])
+    save(db, "w", [execute(claimed, db, settings)])
     assert "'a' must be int" in (job_row(db, claimed.job_id).last_error or "")
 
 
-def test_a_worker_that_lost_its_claim_cannot_overwrite_the_new_owner(db: Engine) -> None:
+def test_a_worker_that_lost_its_claim_cannot_overwrite_the_new_owner(
+    db: Engine, settings: Settings
+) -> None:
     job_id = factory.job(db, "test.add", {"a": 1})
     [frozen] = claim(db, "frozen")
     with db.begin() as conn:  # rescued while frozen, then claimed by another worker
@@ -215,27 +226,27 @@ def test_a_worker_that_lost_its_claim_cannot_overwrite_the_new_owner(db: Engine)
     late = save(db, "frozen", [Outcome(frozen, ok=False, message="late failure")])
     assert late.lost and not late.failed and not late.retried
     assert job_row(db, job_id).state == "running"
-    save(db, "current", [execute(current)])
+    save(db, "current", [execute(current, db, settings)])
     row = job_row(db, job_id)
     assert (row.state, row.locked_by, row.attempts) == ("succeeded", "current", 2)
 
 
-def test_same_worker_name_with_an_old_attempt_is_fenced_too(db: Engine) -> None:
+def test_same_worker_name_with_an_old_attempt_is_fenced_too(db: Engine, settings: Settings) -> None:
     job_id = factory.job(db, "test.add", {"a": 1})
     [old] = claim(db, "w")
     with db.begin() as conn:
         conn.execute(text("UPDATE jobs SET state = 'queued' WHERE job_id = :id"), {"id": job_id})
     claim(db, "w")
-    assert save(db, "w", [execute(old)]).lost
+    assert save(db, "w", [execute(old, db, settings)]).lost
 
 
-def test_handler_reports_progress_through_its_context(db: Engine) -> None:
+def test_handler_reports_progress_through_its_context(db: Engine, settings: Settings) -> None:
     with Session(db) as session:
         enqueue(session, "test.progress", {"steps": 4})
         session.commit()
     [claimed] = claim(db, "w")
     seen: list[tuple[float | None, str | None]] = []
-    outcome = execute(claimed, lambda f, m: seen.append((f, m)))
+    outcome = execute(claimed, db, settings, lambda f, m: seen.append((f, m)))
     assert seen == [
         (0.25, "step 1 of 4"),
         (0.5, "step 2 of 4"),

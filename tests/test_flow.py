@@ -13,6 +13,7 @@ from flask import Flask
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from app.config import get_settings
 from app.jobs import JobRequest, claims, enqueue, enqueue_many, flow, holds, operations
 from app.jobs.execution import execute
 from app.jobs.testing import drain
@@ -40,7 +41,7 @@ def claim(engine: Engine, worker: str = "w", limit: int = 10) -> list[Any]:
 
 def finish(engine: Engine, held: list[Any], worker: str = "w") -> None:
     with engine.begin() as conn:
-        claims.save_outcomes(conn, worker, [execute(job) for job in held])
+        claims.save_outcomes(conn, worker, [execute(job, engine, get_settings()) for job in held])
 
 
 def test_jobs_beyond_their_keys_limit_wait_out_of_every_claims_sight(db: Engine) -> None:

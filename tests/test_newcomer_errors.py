@@ -134,7 +134,7 @@ def cli_on(settings: Settings) -> Iterator[CliOn]:
 
     def runner(database_url: str) -> FlaskCliRunner:
         given = replace(settings, database_url=normalize_database_url(database_url))
-        app = create_app({"TESTING": True, "PILLARS_SETTINGS": given})
+        app = create_app({"TESTING": True}, settings=given)
         made.append(app)
         return app.test_cli_runner()
 

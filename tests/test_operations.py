@@ -9,10 +9,12 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.jobs import enqueue, metrics, operations, stats
 from app.jobs.maintenance import prune_jobs
 from app.jobs.testing import drain
 from app.models import Job
+from tests import factory
 
 
 def failed_job(session: Session, **options: object) -> uuid.UUID:
@@ -75,7 +77,9 @@ def test_bulk_retry_and_delete_take_failed_jobs_matching_the_filter(session: Ses
     assert session.get(Job, other) is None
 
 
-def test_prune_tallies_what_it_deletes_so_counters_never_go_down(db: Engine) -> None:
+def test_prune_tallies_what_it_deletes_so_counters_never_go_down(
+    db: Engine, settings: Settings
+) -> None:
     with Session(db) as session:
         for n in range(3):
             enqueue(session, "test.add", {"a": n})
@@ -83,7 +87,7 @@ def test_prune_tallies_what_it_deletes_so_counters_never_go_down(db: Engine) -> 
     drain(db)
     with db.connect() as conn:
         before = metrics.metrics_snapshot(conn, alive_within=10).finished_total
-    assert prune_jobs(older_than_days=0) == 3
+    assert prune_jobs(factory.context(db, settings), older_than_days=0) == 3
     with db.connect() as conn:
         after = metrics.metrics_snapshot(conn, alive_within=10).finished_total
     assert before == after == {("succeeded", "default"): 3}

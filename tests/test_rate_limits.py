@@ -20,6 +20,7 @@ from app.config import Rate, Settings
 from app.jobs.testing import drain
 from app.models import Export, Job, RateEvent, User
 from app.web import create_app
+from tests import factory
 from tests.web import PASSWORD, messages, sign_up, submit, upload
 
 
@@ -33,7 +34,7 @@ def strict(settings: Settings, db: Engine) -> Iterator[Flask]:
         signup_rate_per_address=Rate(3, 3600),
         forgot_rate_per_address=Rate(4, 3600),
     )
-    app = create_app({"TESTING": True, "PILLARS_SETTINGS": low})
+    app = create_app({"TESTING": True}, settings=low)
     yield app
     app.extensions["pillars_engine"].dispose()
 
@@ -168,11 +169,13 @@ def test_a_refused_hit_counts_under_no_key(session: Session) -> None:
     assert keys == ["k:full"]
 
 
-def test_the_hourly_chore_prunes_expired_rate_events(db: Engine, session: Session) -> None:
+def test_the_hourly_chore_prunes_expired_rate_events(
+    db: Engine, session: Session, settings: Settings
+) -> None:
     ratelimit.hit(session, [("old", Rate(5, 60)), ("new", Rate(5, 60))])
     session.execute(text("UPDATE rate_events SET expires_at = now() WHERE key = 'old'"))
     session.commit()
-    prune_login_attempts()
+    prune_login_attempts(factory.context(db, settings))
     assert session.scalars(select(RateEvent.key)).all() == ["new"]
 
 

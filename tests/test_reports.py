@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.models import Export, User
 from app.reports import breakdown, charts, csvfile, numbers, render, stats, summary
 from app.reports.jobs import prune_exports
+from tests import factory
 
 
 def test_parse_reads_semicolons_tabs_quotes_and_a_byte_order_mark() -> None:
@@ -213,7 +215,7 @@ def test_the_pdf_renders_a_constant_column_and_markup_in_the_filename() -> None:
 
 
 def test_prune_deletes_exports_past_retention_with_their_files(
-    session: Session, db: Engine
+    session: Session, db: Engine, settings: Settings
 ) -> None:
     user = User(email="ada@example.com", password_hash="x")
     session.add(user)
@@ -230,6 +232,6 @@ def test_prune_deletes_exports_past_retention_with_their_files(
             )
         )
     session.commit()
-    assert prune_exports(older_than_days=7) == 1
-    assert prune_exports(older_than_days=2, batch=1) == 1
+    assert prune_exports(factory.context(db, settings), older_than_days=7) == 1
+    assert prune_exports(factory.context(db, settings), older_than_days=2, batch=1) == 1
     assert session.scalars(select(Export.filename)).all() == ["0.csv"]

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 
 from app.config import ConfigError, Settings
 from app.jobs.maintenance import prune_jobs
+from tests import factory
 
 HISTORY = text("""
 INSERT INTO jobs (name, state, finished_at, queue)
@@ -40,11 +41,13 @@ def tallied(engine: Engine) -> int:
         )
 
 
-def test_pruning_keeps_at_most_the_newest_rows_whatever_their_age(db: Engine) -> None:
+def test_pruning_keeps_at_most_the_newest_rows_whatever_their_age(
+    db: Engine, settings: Settings
+) -> None:
     with db.begin() as conn:
         conn.execute(HISTORY, {"count": 30})
         conn.execute(text("INSERT INTO jobs (name, state) VALUES ('test.noop', 'queued')"))
-    deleted = prune_jobs(keep_at_most=10)
+    deleted = prune_jobs(factory.context(db, settings), keep_at_most=10)
     assert deleted == 20
     assert finished_ages(db) == list(range(10))
     assert tallied(db) == 20  # counters of finished jobs never go down
@@ -52,17 +55,21 @@ def test_pruning_keeps_at_most_the_newest_rows_whatever_their_age(db: Engine) ->
         assert conn.execute(text("SELECT count(*) FROM jobs WHERE state = 'queued'")).scalar() == 1
 
 
-def test_pruning_by_age_alone_leaves_young_rows_however_many(db: Engine) -> None:
+def test_pruning_by_age_alone_leaves_young_rows_however_many(
+    db: Engine, settings: Settings
+) -> None:
     with db.begin() as conn:
         conn.execute(HISTORY, {"count": 30})
-    assert prune_jobs(older_than_days=20 / 1440) == 10  # older than 20 minutes
+    assert (
+        prune_jobs(factory.context(db, settings), older_than_days=20 / 1440) == 10
+    )  # older than 20 minutes
     assert finished_ages(db) == list(range(20))
 
 
-def test_a_cap_above_the_table_prunes_nothing_more(db: Engine) -> None:
+def test_a_cap_above_the_table_prunes_nothing_more(db: Engine, settings: Settings) -> None:
     with db.begin() as conn:
         conn.execute(HISTORY, {"count": 5})
-    assert prune_jobs(keep_at_most=10) == 0
+    assert prune_jobs(factory.context(db, settings), keep_at_most=10) == 0
 
 
 @pytest.mark.parametrize("raw", ["0", "-1", "ten", "1e9", "1.5", "9" * 13])

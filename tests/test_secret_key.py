@@ -32,14 +32,14 @@ def apps() -> Iterator[list[Flask]]:
 @pytest.mark.parametrize("key", ["", "dev", "x" * 31])
 def test_the_site_refuses_to_start_with_a_weak_secret_key(settings: Settings, key: str) -> None:
     with pytest.raises(ConfigError, match="SECRET_KEY"):
-        create_app({"PILLARS_SETTINGS": replace(settings, secret_key=key)})
+        create_app(settings=replace(settings, secret_key=key))
 
 
 def test_the_site_starts_with_a_strong_secret_key_and_signs_with_it(
     settings: Settings, apps: list[Flask]
 ) -> None:
     key = secrets.token_urlsafe(32)
-    apps.append(create_app({"PILLARS_SETTINGS": replace(settings, secret_key=key)}))
+    apps.append(create_app(settings=replace(settings, secret_key=key)))
     assert apps[0].secret_key == key
 
 
@@ -47,7 +47,7 @@ def test_the_site_starts_with_a_strong_secret_key_and_signs_with_it(
 def test_tests_and_debugging_may_run_without_a_key(
     settings: Settings, apps: list[Flask], mode: dict[str, bool]
 ) -> None:
-    apps.append(create_app({**mode, "PILLARS_SETTINGS": replace(settings, secret_key="")}))
+    apps.append(create_app(mode, settings=replace(settings, secret_key="")))
     assert apps[0].secret_key == "dev"
 
 

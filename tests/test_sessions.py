@@ -108,7 +108,7 @@ def test_cookies_are_secure_and_hsts_is_sent_when_the_site_is_https(
     settings: Settings, db: object
 ) -> None:
     https = replace(settings, site_url="https://pillars.example")
-    app = create_app({"TESTING": True, "PILLARS_SETTINGS": https})
+    app = create_app({"TESTING": True}, settings=https)
     try:
         client = app.test_client()
         response = client.get("/signup")  # the form's CSRF token starts a session

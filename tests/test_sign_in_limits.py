@@ -85,7 +85,7 @@ def test_one_email_is_refused_after_failures_from_many_addresses(app: Flask) -> 
 @pytest.fixture
 def behind_proxy(settings: Settings, db: Engine) -> Iterator[Flask]:
     """The app told that one proxy stands in front of it."""
-    app = create_app({"TESTING": True, "PILLARS_SETTINGS": replace(settings, trusted_proxy_hops=1)})
+    app = create_app({"TESTING": True}, settings=replace(settings, trusted_proxy_hops=1))
     yield app
     app.extensions["pillars_engine"].dispose()
 

@@ -49,7 +49,7 @@ def test_readyz_is_503_before_the_migrations_have_run(
         command.upgrade(alembic_config(behind), "291ad41cadeb")
     finally:
         os.environ["DATABASE_URL"] = database_url
-    app_on.append(create_app({"PILLARS_SETTINGS": replace(settings, database_url=behind)}))
+    app_on.append(create_app(settings=replace(settings, database_url=behind)))
     response = app_on[0].test_client().get("/readyz")
     assert response.status_code == 503
     head = ScriptDirectory.from_config(alembic_config(database_url)).get_heads()
@@ -60,7 +60,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(
     settings: Settings, app_on: list[Flask]
 ) -> None:
     gone = "postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=2"
-    app_on.append(create_app({"PILLARS_SETTINGS": replace(settings, database_url=gone)}))
+    app_on.append(create_app(settings=replace(settings, database_url=gone)))
     response = app_on[0].test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json() == {"status": "unavailable", "reason": "database unreachable"}

@@ -19,9 +19,7 @@ TOKEN = "scrape-token-0123456789"
 @pytest.fixture
 def guarded(settings: Settings, db: Engine) -> Iterator[FlaskClient]:
     """A client of the app with METRICS_TOKEN set."""
-    app: Flask = create_app(
-        {"TESTING": True, "PILLARS_SETTINGS": replace(settings, metrics_token=TOKEN)}
-    )
+    app: Flask = create_app({"TESTING": True}, settings=replace(settings, metrics_token=TOKEN))
     yield app.test_client()
     app.extensions["pillars_engine"].dispose()
 

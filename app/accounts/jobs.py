@@ -9,15 +9,13 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete
+from sqlalchemy import CursorResult, Engine, delete
 from sqlalchemy.orm import Session
 
 from app import mail
 from app.accounts import ratelimit
 from app.accounts.service import seconds_ago
 from app.accounts.tokens import RESET_MAX_AGE, RESET_PATH, reset_token
-from app.config import get_settings
-from app.db import get_engine
 from app.jobs import JobContext, job
 from app.models import LoginAttempt, User
 
@@ -49,15 +47,15 @@ If it was not you, ignore this email.
 """
 
 
-def _user(user_id: int) -> User | None:
-    with Session(get_engine()) as session:
+def _user(engine: Engine, user_id: int) -> User | None:
+    with Session(engine) as session:
         return session.get(User, user_id)
 
 
 @job("accounts.send_welcome", queue="mail", max_attempts=5)
 def send_welcome(user_id: int, ctx: JobContext) -> None:
     """Email a new user; does nothing if the account is gone by now."""
-    settings, user = get_settings(), _user(user_id)
+    settings, user = ctx.settings, _user(ctx.engine, user_id)
     if user is None:
         return
     body = WELCOME.format(email=user.email, site=settings.site_url)
@@ -68,7 +66,7 @@ def send_welcome(user_id: int, ctx: JobContext) -> None:
 @job("accounts.send_password_reset", queue="mail", max_attempts=5)
 def send_password_reset(user_id: int, ctx: JobContext) -> None:
     """Email a one-time link for setting a new password."""
-    settings, user = get_settings(), _user(user_id)
+    settings, user = ctx.settings, _user(ctx.engine, user_id)
     if user is None:
         return
     link = settings.site_url + RESET_PATH + reset_token(settings.signing_key, user)
@@ -85,7 +83,7 @@ def send_signup_attempt(user_id: int, ctx: JobContext) -> None:
     The sign-up page says the same whether or not the address was taken, so
     this email is the only place that tells.
     """
-    settings, user = get_settings(), _user(user_id)
+    settings, user = ctx.settings, _user(ctx.engine, user_id)
     if user is None:
         return
     body = SIGNUP_ATTEMPT.format(email=user.email, site=settings.site_url)
@@ -95,13 +93,13 @@ def send_signup_attempt(user_id: int, ctx: JobContext) -> None:
 
 
 @job("accounts.prune_login_attempts", max_attempts=3, timeout=300)
-def prune_login_attempts() -> int:
+def prune_login_attempts(ctx: JobContext) -> int:
     """Delete what no longer counts toward a limit: old failed sign-ins and expired rate events.
 
     One hourly chore for both (its name is older than the rate events).
     """
-    window = get_settings().login_window
-    with Session(get_engine()) as session, session.begin():
+    window = ctx.settings.login_window
+    with Session(ctx.engine) as session, session.begin():
         older = LoginAttempt.attempted_at < seconds_ago(window)
         result = session.execute(delete(LoginAttempt).where(older))
         deleted = int(cast(CursorResult[Any], result).rowcount)

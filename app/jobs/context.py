@@ -7,6 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import Engine
+
+from app.config import Settings
+
 
 @dataclass(frozen=True)
 class JobContext:
@@ -14,6 +18,9 @@ class JobContext:
 
     Handlers that do not declare one never see it, so scheduled and ordinary
     jobs share one calling convention: the payload as keyword arguments.
+    A handler takes its database and settings from here rather than from
+    process-wide singletons: the worker decides which pool its handlers
+    share (`WORKER_DB_POOL`), and a test decides what they run against.
     """
 
     job_id: uuid.UUID
@@ -23,6 +30,9 @@ class JobContext:
     max_attempts: int
     #: The cron occurrence this job stands for, or None for ordinary jobs.
     scheduled_for: datetime | None = None
+    #: The handlers' engine: its pool is shared by every slot of the worker.
+    engine: Engine = field(kw_only=True, repr=False)
+    settings: Settings = field(kw_only=True, repr=False)
     _report: Callable[[float | None, str | None], None] = field(
         default=lambda fraction, message: None, repr=False
     )

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Engine
+
+from app.config import Settings
 from app.jobs import payloads
 from app.jobs.context import JobContext
 from app.jobs.errors import Discard, InvalidPayload, JobTimeout, Retry, UnknownJob
@@ -99,6 +102,8 @@ def storable(text: str) -> str:
 
 def execute(
     job: Claimed,
+    engine: Engine,
+    settings: Settings,
     report_progress: Callable[[float | None, str | None], None] | None = None,
     timeout: float | None = None,
 ) -> Outcome:
@@ -107,6 +112,7 @@ def execute(
     A job that can never run as it is (its payload unreadable or not fitting
     the handler) fails on its first attempt: retrying cannot help. An unknown
     name is retried, since a worker of a newer release may know it.
+    `engine` and `settings` reach handlers that ask for a `JobContext`.
     """
     if job.problem is not None:
         return _cannot_run(job, job.problem, discard=True)
@@ -130,6 +136,8 @@ def execute(
             job.max_attempts,
             job.scheduled_for,
             report_progress or (lambda fraction, message: None),
+            engine=engine,
+            settings=settings,
         )
     try:
         result = spec.func(**kwargs)

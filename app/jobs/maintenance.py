@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
-from app.config import get_settings
-from app.db import get_engine
+from app.db import delete_in_batches
 from app.jobs import sql
+from app.jobs.context import JobContext
 from app.jobs.registry import job
 
 log = logging.getLogger(__name__)
@@ -24,26 +24,33 @@ ORDER BY finished_at DESC OFFSET :keep LIMIT 1
 
 @job("pillars.prune_jobs", queue="default", max_attempts=3, timeout=600)
 def prune_jobs(
-    older_than_days: float | None = None, batch: int = 5_000, keep_at_most: int | None = None
+    ctx: JobContext,
+    older_than_days: float | None = None,
+    batch: int = 5_000,
+    keep_at_most: int | None = None,
 ) -> int:
-    """Delete finished jobs older than the retention period, a batch per transaction.
-
-    Past `JOB_RETENTION_ROWS` finished jobs (`keep_at_most`), the oldest go
-    too, whatever their age: the table's size then has a bound that a
-    burst of traffic cannot move (docs/operations.md, Retention). Short
-    transactions keep vacuum able to reclaim space while pruning runs.
-    Returns how many rows were deleted.
-    """
-    settings = get_settings()
+    """Delete finished jobs older than JOB_RETENTION_DAYS, and beyond the newest
+    JOB_RETENTION_ROWS; returns how many rows were deleted."""
+    settings = ctx.settings
     days = settings.job_retention_days if older_than_days is None else older_than_days
     keep = settings.job_retention_rows if keep_at_most is None else keep_at_most
-    deleted = _prune(days * 86_400, batch)
+    return prune_finished(ctx.engine, days, keep, batch)
+
+
+def prune_finished(engine: Engine, days: float, keep: int | None, batch: int = 5_000) -> int:
+    """Delete finished jobs older than `days`, a batch per transaction; return how many.
+
+    Past `keep` finished jobs (None: no cap), the oldest go too, whatever their
+    age: the table's size then has a bound that a burst of traffic cannot
+    move (docs/operations.md, Retention).
+    """
+    deleted = _prune(engine, days * 86_400, batch)
     if keep:
-        with get_engine().connect() as conn:
+        with engine.connect() as conn:
             age = conn.execute(AGE_BEYOND_NEWEST, {"keep": keep}).scalar()
         if age is not None:
             # Everything as old as the first job beyond the newest `keep`, and older.
-            deleted += _prune(max(0.0, float(age) - 1e-6), batch)
+            deleted += _prune(engine, max(0.0, float(age) - 1e-6), batch)
     log.info(
         "pruned %d finished job(s) older than %s day(s)%s",
         deleted,
@@ -53,12 +60,8 @@ def prune_jobs(
     return deleted
 
 
-def _prune(older_than: float, batch: int) -> int:
-    deleted = 0
-    while True:
-        with get_engine().begin() as conn:
-            params = {"older_than": older_than, "limit": batch}
-            count = int(conn.execute(sql.PRUNE, params).scalar_one())
-        deleted += count
-        if count < batch:
-            return deleted
+def _prune(engine: Engine, older_than: float, batch: int) -> int:
+    params = {"older_than": older_than, "limit": batch}
+    return delete_in_batches(
+        engine, lambda conn: int(conn.execute(sql.PRUNE, params).scalar_one()), batch
+    )

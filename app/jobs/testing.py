@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from app.config import Settings, get_settings
 from app.jobs import claims
 from app.jobs.execution import execute
 from app.models import Job
@@ -34,13 +35,20 @@ class Drained:
 
 
 def drain(
-    engine: Engine, *, queues: Sequence[str] | None = None, max_jobs: int = 10_000
+    engine: Engine,
+    *,
+    queues: Sequence[str] | None = None,
+    max_jobs: int = 10_000,
+    settings: Settings | None = None,
 ) -> Drained:
     """Run due jobs one at a time until none is due; return what happened.
 
     Jobs a failure pushed into the future (backoff) are not due, so they stop
     the drain rather than spin it. Commits as it goes, like the worker.
+    Handlers get `engine` and `settings` (by default, the environment's) in
+    their `JobContext`.
     """
+    settings = settings or get_settings()
     worker_id = f"drain:{uuid.uuid4().hex[:8]}"
     drained = Drained()
     while drained.total < max_jobs:
@@ -52,7 +60,7 @@ def drain(
             batch = batch or claims.claim_limited(engine, worker_id, queue, 1)
         if not batch:
             break
-        outcome = execute(batch[0])
+        outcome = execute(batch[0], engine, settings)
         with engine.begin() as conn:
             saved = claims.save_outcomes(conn, worker_id, [outcome])
         drained.succeeded += saved.succeeded

@@ -25,7 +25,7 @@ from types import FrameType
 from sqlalchemy import Connection, Engine, exc
 
 from app.config import Settings
-from app.db import describe, is_connection_fault
+from app.db import describe, is_connection_fault, make_engine
 from app.jobs import claims
 from app.jobs.execution import Claimed, Outcome, execute, failure
 from app.jobs.heartbeat import Heartbeat
@@ -60,9 +60,15 @@ class Worker:
         *,
         queues: Sequence[str] | None = None,
         concurrency: int | None = None,
+        handler_engine: Engine | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
+        #: What handlers get in their `JobContext`: a pool of their own
+        #: (WORKER_DB_POOL), apart from the worker's connections.
+        self.handler_engine = handler_engine or make_engine(
+            settings, pool_size=settings.handler_pool
+        )
         self.queues = list(queues) if queues else None
         self.concurrency = concurrency or settings.worker_concurrency
         self.id = new_process_id()
@@ -300,7 +306,12 @@ class Worker:
 
     def _execute(self, job: Claimed) -> Outcome:
         started = time.monotonic()
-        outcome = execute(job, lambda fraction, message: self._progress(job, fraction, message))
+        outcome = execute(
+            job,
+            self.handler_engine,
+            self.settings,
+            lambda fraction, message: self._progress(job, fraction, message),
+        )
         took = time.monotonic() - started
         # A moving mean of recent run times (a race between threads only blurs it).
         self._mean_run = took if self._mean_run is None else 0.9 * self._mean_run + 0.1 * took

@@ -9,8 +9,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, undefer
 
 from app import mail
-from app.config import get_settings
-from app.db import get_engine
+from app.db import delete_in_batches
 from app.jobs import JobContext, enqueue, job
 from app.models import Export, User
 from app.reports import csvfile, stats, summary
@@ -46,7 +45,7 @@ def build_report(export_id: int, ctx: JobContext) -> dict[str, Any] | None:
     """
     from app.reports import render  # ReportLab: loaded by the worker only
 
-    with Session(get_engine()) as session:
+    with Session(ctx.engine) as session:
         export = session.get(Export, export_id, options=[undefer(Export.upload)])
         if export is None or export.finished_at is not None:
             return None
@@ -91,8 +90,8 @@ Reports are deleted after {days} days.
 @job("reports.notify_ready", queue="mail", max_attempts=5)
 def notify_ready(export_id: int, ctx: JobContext) -> None:
     """Email the owner that their report can be downloaded, with direct links to both files."""
-    settings = get_settings()
-    with Session(get_engine()) as session:
+    settings = ctx.settings
+    with Session(ctx.engine) as session:
         query = (
             select(Export.filename, Export.row_count, Export.column_count, User.email)
             .join(User)
@@ -120,15 +119,12 @@ def notify_ready(export_id: int, ctx: JobContext) -> None:
 
 
 @job("reports.prune_exports", max_attempts=3, timeout=600)
-def prune_exports(older_than_days: float | None = None, batch: int = 100) -> int:
+def prune_exports(ctx: JobContext, older_than_days: float | None = None, batch: int = 100) -> int:
     """Delete exports, uploads and reports older than EXPORT_RETENTION_DAYS; returns how many."""
-    days = get_settings().export_retention_days if older_than_days is None else older_than_days
-    deleted = 0
-    while True:
-        with get_engine().begin() as conn:
-            count = conn.execute(PRUNE, {"older_than": days * 86_400, "batch": batch}).rowcount
-        deleted += count
-        if count < batch:
-            break
+    days = ctx.settings.export_retention_days if older_than_days is None else older_than_days
+    params = {"older_than": days * 86_400, "batch": batch}
+    deleted = delete_in_batches(
+        ctx.engine, lambda conn: conn.execute(PRUNE, params).rowcount, batch
+    )
     log.info("pruned %d export(s) older than %s day(s)", deleted, days)
     return deleted

@@ -16,17 +16,21 @@ from app.jobs import load_job_modules
 UPLOAD_ENVELOPE = 64 * 1024
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the Flask app; `test_config` overrides settings in tests.
+def create_app(
+    test_config: Mapping[str, Any] | None = None, *, settings: Settings | None = None
+) -> Flask:
+    """Build the Flask app from `settings` (by default, the environment's).
+
+    `test_config` overrides Flask's config in tests, as flaskr's does.
 
     Refuses to start (`ConfigError`, one line saying what to set) with a
     missing, placeholder or short SECRET_KEY, unless debugging or testing.
     """
     app = Flask(__name__)
-    app.config.from_mapping(PILLARS_SETTINGS=Settings.from_env())
+    app.config.from_mapping(PILLARS_SETTINGS=settings or Settings.from_env())
     if test_config is not None:
         app.config.from_mapping(test_config)
-    settings: Settings = app.config["PILLARS_SETTINGS"]
+    settings = app.config["PILLARS_SETTINGS"]
     _configure(app, settings, test_config or {})
     # The web tier validates payloads at enqueue, so it knows every job name.
     load_job_modules(settings.job_modules)
