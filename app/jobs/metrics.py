@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, text
 
 from app.jobs import holds
-from app.jobs.stats import orphaned_names
+from app.jobs.stats import jobs_tuples, oldest_transaction_age, orphaned_names, paused_queues
 from app.models import FINISHED_SQL, FINISHED_STATES
 
 #: The window of `pillars_jobs_failed_recent` (and of the duration quantiles).
@@ -57,7 +57,7 @@ def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapsho
     finished = {key: n for key, n in jobs.items() if key[0] in FINISHED_STATES}
     for queue, state, count in conn.execute(text("SELECT queue, state, count FROM job_tallies")):
         finished[(state, queue)] = finished.get((state, queue), 0) + count
-    paused = list(conn.execute(text("SELECT queue FROM queue_pauses ORDER BY queue")).scalars())
+    paused = paused_queues(conn)
     # Every queue anyone knows of has a series, 0 when nothing is due: an alert on
     # it then never goes quiet because the series vanished.
     oldest = dict.fromkeys({q for _, q in jobs} | set(paused), 0.0)
@@ -90,35 +90,21 @@ def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapsho
         {"s": alive_within},
     ):
         alive[kind] = count
-    dead = conn.execute(
-        text("SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables WHERE relname = 'jobs'")
-    ).scalar_one()
+    dead, _ = jobs_tuples(conn)
     return MetricsSnapshot(
         jobs,
         finished,
         oldest,
         durations,
         alive,
-        int(dead),
+        dead,
         paused=paused,
         orphaned=orphaned_names(conn),
-        oldest_transaction=_oldest_transaction(conn),
+        oldest_transaction=oldest_transaction_age(conn) or 0.0,
         failed_recent=_failed_recent(conn),
         cron_last_run=_cron_last_run(conn),
         held_back=holds.held_back(conn),
     )
-
-
-def _oldest_transaction(conn: Connection) -> float:
-    age = conn.execute(
-        text("""
-        -- Any open transaction on the server holds back vacuum of the jobs table.
-        SELECT extract(epoch FROM now() - min(xact_start)) FROM pg_stat_activity
-        WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
-          AND state <> 'idle' AND backend_type = 'client backend'
-    """)
-    ).scalar_one()
-    return 0.0 if age is None else float(age)
 
 
 def _failed_recent(conn: Connection) -> dict[str, int]:

@@ -81,20 +81,7 @@ def overview(conn: Connection) -> Overview:
         WHERE state = 'queued' AND run_at <= now()
     """)
     ).scalar_one()
-    dead, live = conn.execute(
-        text(
-            "SELECT coalesce(n_dead_tup, 0), coalesce(n_live_tup, 0) FROM pg_stat_user_tables "
-            "WHERE relname = 'jobs'"
-        )
-    ).one()
-    oldest_xact = conn.execute(
-        text("""
-        -- Any open transaction on the server holds back vacuum of the jobs table.
-        SELECT extract(epoch FROM now() - min(xact_start)) FROM pg_stat_activity
-        WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
-          AND state <> 'idle' AND backend_type = 'client backend'
-    """)
-    ).scalar_one()
+    dead, live = jobs_tuples(conn)
     processes = live_processes(conn)
     return Overview(
         tally=by_state_and_queue(conn),
@@ -102,11 +89,39 @@ def overview(conn: Connection) -> Overview:
         oldest_due_age=None if oldest is None else float(oldest),
         processes=processes,
         orphaned=orphaned_names(conn),
-        paused=list(conn.execute(text("SELECT queue FROM queue_pauses ORDER BY queue")).scalars()),
-        dead_tuples=int(dead),
-        live_tuples=int(live),
-        oldest_transaction_age=None if oldest_xact is None else float(oldest_xact),
+        paused=paused_queues(conn),
+        dead_tuples=dead,
+        live_tuples=live,
+        oldest_transaction_age=oldest_transaction_age(conn),
     )
+
+
+def paused_queues(conn: Connection) -> list[str]:
+    return list(conn.execute(text("SELECT queue FROM queue_pauses ORDER BY queue")).scalars())
+
+
+def jobs_tuples(conn: Connection) -> tuple[int, int]:
+    """Dead and live row versions of `jobs`, from the statistics (no scan)."""
+    dead, live = conn.execute(
+        text(
+            "SELECT coalesce(n_dead_tup, 0), coalesce(n_live_tup, 0) FROM pg_stat_user_tables "
+            "WHERE relname = 'jobs'"
+        )
+    ).one()
+    return int(dead), int(live)
+
+
+def oldest_transaction_age(conn: Connection) -> float | None:
+    """Seconds the oldest open transaction on the server has run, if any is open."""
+    age = conn.execute(
+        text("""
+        -- Any open transaction on the server holds back vacuum of the jobs table.
+        SELECT extract(epoch FROM now() - min(xact_start)) FROM pg_stat_activity
+        WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
+          AND state <> 'idle' AND backend_type = 'client backend'
+    """)
+    ).scalar_one()
+    return None if age is None else float(age)
 
 
 def live_processes(conn: Connection) -> list[LiveProcess]:
