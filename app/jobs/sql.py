@@ -46,13 +46,19 @@ def for_driver(statement: TextClause) -> str:
     return str(statement.compile(dialect=psycopg_dialect()))  # type: ignore[no-untyped-call]
 
 
-# The common enqueue, in one round trip: the INSERT inside a savepoint, so
-# that whatever the database might still refuse leaves the caller's
-# transaction usable. Sent as one simple query with the values bound by the
-# client (psycopg's ClientCursor): a savepoint this way costs no extra trip.
-ENQUEUE_IN_SAVEPOINT = (
-    f"SAVEPOINT pillars_enqueue; {for_driver(ENQUEUE)}; RELEASE SAVEPOINT pillars_enqueue"
-)
+# The common enqueue, in one round trip: `pillars_enqueue` (migration
+# 0012_enqueue_function) is `_ENQUEUE` in a subtransaction that returns a
+# refusal ("SQLSTATE<tab>message") rather than raising it, so the caller's
+# transaction stays usable. One prepared statement, planned once per session.
+ENQUEUE_CALL = """
+SELECT pillars_enqueue(
+    %(job_id)s, %(name)s, CAST(%(payload)s AS jsonb), %(queue)s, CAST(%(priority)s AS integer),
+    CAST(%(run_at)s AS timestamptz), CAST(%(delay)s AS double precision),
+    CAST(%(max_attempts)s AS integer), CAST(%(unique_key)s AS text), %(context)s,
+    CAST(%(cron_name)s AS text), CAST(%(scheduled_for)s AS timestamptz),
+    CAST(%(scheduled_zone)s AS text), CAST(%(flow_key)s AS text),
+    CAST(%(flow_limit)s AS integer), CAST(%(flow_kind)s AS text))
+"""
 # ON CONFLICT DO NOTHING without a target covers both partial unique indexes:
 # a live job with the same unique_key, and a second job for one cron occurrence.
 # The caller then looks the existing job up. Only used when a key is given:

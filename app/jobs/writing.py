@@ -1,15 +1,17 @@
 """Getting validated jobs into the table: few round trips, inside a savepoint.
 
 Everything here runs in the caller's transaction and never commits. Each
-write is wrapped in a savepoint: enqueue has refused in Python whatever the
+write is wrapped in a savepoint (or the subtransaction of a PL/pgSQL
+exception block, which is one): enqueue has refused in Python whatever the
 database would refuse, but should the database still refuse a row (a rule
 of its own, a lock timeout), the caller's transaction stays usable instead
 of silently rolling back the caller's other writes at COMMIT. The common
 paths go through psycopg directly: SQLAlchemy's per-statement work costs
 more than a round trip here.
 
-- One job: savepoint, INSERT and release as one simple query with the values
-  bound by the client: one round trip.
+- One job: a call of `pillars_enqueue`, whose INSERT runs in a
+  subtransaction that hands a refusal back rather than raising it: one
+  prepared round trip.
 - Many jobs: one INSERT from a JSON array (any options), or, for a large
   batch that needs none of the database's help (no unique keys, no start
   time of its own), COPY.
@@ -38,19 +40,25 @@ ROLLBACK = "ROLLBACK TO SAVEPOINT pillars_enqueue"
 
 
 def insert_one(conn: Connection, params: dict[str, Any]) -> uuid.UUID:
-    """Insert one job (no unique key) in a savepoint, in one round trip."""
+    """Insert one job (no unique key) in a subtransaction, in one round trip."""
     driver = _driver(conn)
-    cursor = psycopg.ClientCursor(driver)
-    try:
-        with _refusals(conn, driver, sql.ENQUEUE_IN_SAVEPOINT, params):
-            cursor.execute(sql.ENQUEUE_IN_SAVEPOINT, params)
-            cursor.nextset()  # past SAVEPOINT's empty result, to the INSERT's
-            row = cursor.fetchone()
-    finally:
-        cursor.close()
-    assert row is not None
-    job_id: uuid.UUID = row[0]
+    with _refusals(conn, driver, sql.ENQUEUE_CALL, params, savepoint=False):
+        row = driver.execute(sql.ENQUEUE_CALL, params).fetchone()
+        refusal = None if row is None else row[0]
+        if refusal is not None:
+            raise _refused(refusal)
+    job_id: uuid.UUID = params["job_id"]
     return job_id
+
+
+def _refused(refusal: str) -> psycopg.Error:
+    """The database's refusal, as the error psycopg would have raised for it."""
+    state, _, message = refusal.partition("\t")
+    try:
+        error_class = psycopg.errors.lookup(state)
+    except KeyError:
+        error_class = psycopg.DatabaseError
+    return error_class(message)
 
 
 def insert_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[uuid.UUID]:
@@ -135,13 +143,19 @@ def _savepoint(driver: psycopg.Connection[Any]) -> Iterator[None]:
 
 @contextmanager
 def _refusals(
-    conn: Connection, driver: psycopg.Connection[Any], statement: str, params: dict[str, Any]
+    conn: Connection,
+    driver: psycopg.Connection[Any],
+    statement: str,
+    params: dict[str, Any],
+    *,
+    savepoint: bool = True,
 ) -> Iterator[None]:
     """Roll back to the savepoint on a refusal, and raise it as SQLAlchemy would."""
     try:
         yield
     except psycopg.Error as error:
-        if driver.info.transaction_status == pq.TransactionStatus.INERROR:
+        failed = driver.info.transaction_status == pq.TransactionStatus.INERROR
+        if savepoint and failed:
             driver.execute(ROLLBACK)
             driver.execute(RELEASE)
         raise exc.DBAPIError.instance(
