@@ -76,6 +76,8 @@ class Worker:
         #: Set once every held job is saved or released: the helpers may go.
         self.finished = threading.Event()
         self._wake = threading.Event()
+        #: Set by a NOTIFY: a job was enqueued since the last claim.
+        self._notified = threading.Event()
         #: Finished attempts, oldest first, until a cycle has saved them.
         self._outcomes: list[Outcome] = []
         self._lock = threading.Lock()
@@ -91,7 +93,7 @@ class Worker:
             link(engine, settings),
             Identity(self.id, "worker", self.queues, self.concurrency, registry.names()),
             interval=settings.heartbeat_interval,
-            on_notify=self._wake.set,
+            on_notify=self._notify,
             queues=self.queues,
             watch=True,
             on_problem=self._misconfigured,
@@ -138,7 +140,7 @@ class Worker:
         """
         with self._lock:
             outcomes = list(self._outcomes)
-        free = self._threads.free + self._ahead() if claim and not self._tired() else 0
+        free = self._claimable() if claim and not self._tired() else 0
         if not outcomes and free <= 0:
             return
         try:
@@ -172,6 +174,25 @@ class Worker:
         for job in claimed:
             spec = registry.get(job.name) if job.name in registry else None
             self._threads.submit(job, spec.timeout if spec else None)
+
+    def _notify(self) -> None:
+        self._notified.set()
+        self._wake.set()
+
+    def _claimable(self) -> int:
+        """How many jobs to claim now: the free threads, and those claimed ahead.
+
+        After a NOTIFY, at least one even while the jobs claimed ahead are
+        enough: the new job may come before them (a higher priority) and
+        would otherwise wait until they ran low. Bounded: never more than a
+        thread's worth beyond the usual.
+        """
+        free = self._threads.free + self._ahead()
+        if self._notified.is_set():
+            self._notified.clear()
+            if free <= 0 and free + self.concurrency > 0:
+                return 1
+        return free
 
     def _ahead(self) -> int:
         """How many jobs to claim beyond the free threads: as many as the threads would
@@ -228,8 +249,9 @@ class Worker:
             self._wake.wait(timeout)
         self._wake.clear()
         if len(self._threads) and self._outcomes:
-            # Others are about to finish too: save them all in one commit.
-            time.sleep(LINGER)
+            # Others are about to finish too: save them all in one commit;
+            # unless a job was just enqueued, which may not wait for them.
+            self._notified.wait(LINGER)
 
     def _tired(self) -> bool:
         """Too many abandoned threads linger: stop claiming and exit to be restarted."""
