@@ -36,6 +36,7 @@ def main() -> int:
         print(f"cron: {problem}", file=sys.stderr)
         return 2
     scheduler = Scheduler(engine, settings, schedules)
+    logs.set_process(worker_id=scheduler.id)
     signal.signal(signal.SIGTERM, lambda signum, frame: scheduler.stop())
     signal.signal(signal.SIGINT, lambda signum, frame: scheduler.stop())
     return scheduler.run()

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worker: {problem}", file=sys.stderr)
         return 2
     worker = Worker(engine, settings, queues=queues)
+    logs.set_process(worker_id=worker.id)
     worker.install_signal_handlers()
     return worker.run()
 

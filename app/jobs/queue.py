@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from app import logs, tracing
 from app.config import get_payload_limits
 from app.jobs import flow, options, sql, writing
 from app.jobs.errors import UnknownJob
@@ -143,6 +144,7 @@ def enqueue(
     scheduled_for = options.moment(scheduled_for, "scheduled_for")
     params = {
         **row,
+        **origin(),
         "job_id": new_job_id(),
         "cron_name": None if cron_name is None else options.text(cron_name, "cron_name"),
         "scheduled_for": scheduled_for,
@@ -163,6 +165,22 @@ def enqueue(
             # The conflicting job finished between the insert and the lookup: insert again.
             job_id = conn.execute(sql.ENQUEUE_UNIQUE, params).scalar_one()
         return job_id
+
+
+#: Origins and request ids are for people to read: longer ones are cut.
+MAX_ORIGIN_CHARS = 200
+
+
+def origin() -> dict[str, str | None]:
+    """Where jobs enqueued now come from, read from the context (`app.logs.bound`): the
+    request, cron occurrence or job running here, its request id and trace context."""
+    ids = logs.current()
+    came_from, request_id = ids.get("origin"), ids.get("request_id")
+    return {
+        "origin": None if came_from is None else str(came_from)[:MAX_ORIGIN_CHARS],
+        "request_id": None if request_id is None else logs.request_id(str(request_id)),
+        "trace_context": tracing.inject(),
+    }
 
 
 @contextmanager
@@ -212,8 +230,10 @@ def enqueue_many(session: Session, requests: Iterable[JobRequest]) -> list[uuid.
             raise type(exc)(f"job {index} of the batch ({name}): {exc}") from None
     if not rows:
         return []
+    came_from = origin()
     jobs = [
-        {"job_id": job_id, **row} for job_id, row in zip(new_job_ids(len(rows)), rows, strict=True)
+        {"job_id": job_id, **row, **came_from}
+        for job_id, row in zip(new_job_ids(len(rows)), rows, strict=True)
     ]
     return writing.insert_many(session.connection(), jobs)
 

@@ -24,6 +24,7 @@ from types import FrameType
 
 from sqlalchemy import Connection, Engine, exc
 
+from app import logs
 from app.config import Settings
 from app.db import describe, is_connection_fault
 from app.jobs import claims
@@ -280,7 +281,7 @@ class Worker:
         self.presence.close()
         for job_id in released:
             log.warning("job %s released back to the queue at shutdown", job_id)
-        log.info("worker %s stopped", self.id)
+        log.info("worker %s stopped%s (exit code %d)", self.id, "" if code else " cleanly", code)
         return code
 
     def _hand_back(self, jobs: list[Claimed]) -> list[Claimed]:
@@ -300,8 +301,19 @@ class Worker:
 
     def _execute(self, job: Claimed) -> Outcome:
         started = time.monotonic()
-        outcome = execute(job, lambda fraction, message: self._progress(job, fraction, message))
-        took = time.monotonic() - started
+        with logs.bound(
+            job.payload,
+            job_id=str(job.job_id),
+            job_name=job.name,
+            attempt=job.attempt,
+            worker_id=self.id,
+            request_id=job.request_id,
+            # What the handler enqueues comes from this job (and its request).
+            origin=f"job {job.job_id}",
+        ):
+            outcome = execute(job, lambda fraction, message: self._progress(job, fraction, message))
+            took = time.monotonic() - started
+            _log_finished(outcome, took)
         # A moving mean of recent run times (a race between threads only blurs it).
         self._mean_run = took if self._mean_run is None else 0.9 * self._mean_run + 0.1 * took
         return outcome
@@ -361,3 +373,27 @@ class Worker:
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+
+
+def outcome_word(outcome: Outcome) -> str:
+    """`succeeded`, `failed` (for good) or `retrying`, as the cycle will save it."""
+    if outcome.ok:
+        return "succeeded"
+    if outcome.discard or outcome.job.attempt >= outcome.job.max_attempts:
+        return "failed"
+    return "retrying"
+
+
+def _log_finished(outcome: Outcome, took: float) -> None:
+    """One INFO line per finished attempt: what, how it ended, how long it ran and waited."""
+    job, word = outcome.job, outcome_word(outcome)
+    log.info(
+        "job %s %s %s on attempt %d in %.3fs, after %.3fs in the queue",
+        job.job_id,
+        job.name,
+        word,
+        job.attempt,
+        took,
+        job.waited,
+        extra={"outcome": word, "duration_s": round(took, 6), "queue_wait_s": round(job.waited, 6)},
+    )

@@ -47,12 +47,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         limits,
         limits_cli,  # noqa: F401 (adds `flask jobs limit` and `limits`)
         metrics,
+        observe,
         pages,
         security,
         users,
         users_cli,
     )
 
+    observe.init_app(app)
     db.init_app(app)
     security.init_app(app)
     errors.init_app(app)
