@@ -15,8 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.jobs import claims
-from app.jobs.execution import execute
+from app.jobs import claims, observed
 from app.models import Job
 
 
@@ -52,7 +51,7 @@ def drain(
             batch = batch or claims.claim_limited(engine, worker_id, queue, 1)
         if not batch:
             break
-        outcome = execute(batch[0])
+        outcome, _ = observed.attempt(batch[0])
         with engine.begin() as conn:
             saved = claims.save_outcomes(conn, worker_id, [outcome])
         drained.succeeded += saved.succeeded

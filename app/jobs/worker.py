@@ -27,8 +27,8 @@ from sqlalchemy import Connection, Engine, exc
 from app import logs
 from app.config import Settings
 from app.db import describe, is_connection_fault
-from app.jobs import claims
-from app.jobs.execution import Claimed, Outcome, execute, failure
+from app.jobs import claims, observed
+from app.jobs.execution import Claimed, Outcome, failure
 from app.jobs.heartbeat import Heartbeat
 from app.jobs.pooling import link
 from app.jobs.processes import Identity, Presence, new_process_id
@@ -300,20 +300,10 @@ class Worker:
     # -- what the threads call ------------------------------------------------
 
     def _execute(self, job: Claimed) -> Outcome:
-        started = time.monotonic()
-        with logs.bound(
-            job.payload,
-            job_id=str(job.job_id),
-            job_name=job.name,
-            attempt=job.attempt,
-            worker_id=self.id,
-            request_id=job.request_id,
-            # What the handler enqueues comes from this job (and its request).
-            origin=f"job {job.job_id}",
-        ):
-            outcome = execute(job, lambda fraction, message: self._progress(job, fraction, message))
-            took = time.monotonic() - started
-            _log_finished(outcome, took)
+        with logs.bound(worker_id=self.id):
+            outcome, took = observed.attempt(
+                job, lambda fraction, message: self._progress(job, fraction, message)
+            )
         # A moving mean of recent run times (a race between threads only blurs it).
         self._mean_run = took if self._mean_run is None else 0.9 * self._mean_run + 0.1 * took
         return outcome
@@ -373,27 +363,3 @@ class Worker:
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
-
-
-def outcome_word(outcome: Outcome) -> str:
-    """`succeeded`, `failed` (for good) or `retrying`, as the cycle will save it."""
-    if outcome.ok:
-        return "succeeded"
-    if outcome.discard or outcome.job.attempt >= outcome.job.max_attempts:
-        return "failed"
-    return "retrying"
-
-
-def _log_finished(outcome: Outcome, took: float) -> None:
-    """One INFO line per finished attempt: what, how it ended, how long it ran and waited."""
-    job, word = outcome.job, outcome_word(outcome)
-    log.info(
-        "job %s %s %s on attempt %d in %.3fs, after %.3fs in the queue",
-        job.job_id,
-        job.name,
-        word,
-        job.attempt,
-        took,
-        job.waited,
-        extra={"outcome": word, "duration_s": round(took, 6), "queue_wait_s": round(job.waited, 6)},
-    )
