@@ -17,7 +17,7 @@ from dotenv import load_dotenv
 
 def main() -> int:
     load_dotenv()
-    from app import logs, preflight
+    from app import logs, preflight, tracing
     from app.config import ConfigError, get_settings
     from app.cron import ScheduleError, load_schedules
     from app.cron.scheduler import Scheduler
@@ -30,12 +30,14 @@ def main() -> int:
     except (ConfigError, ScheduleError) as error:
         print(f"cron: {error}", file=sys.stderr)
         return 2
+    tracing.configure("pillars-cron")
     engine = make_engine(settings, pool_size=2, application_name="pillars-cron")
     problem = preflight.check(engine)
     if problem is not None:
         print(f"cron: {problem}", file=sys.stderr)
         return 2
     scheduler = Scheduler(engine, settings, schedules)
+    logs.set_process(worker_id=scheduler.id)
     signal.signal(signal.SIGTERM, lambda signum, frame: scheduler.stop())
     signal.signal(signal.SIGINT, lambda signum, frame: scheduler.stop())
     return scheduler.run()

@@ -56,3 +56,10 @@ def on_starting(server: Any) -> None:
         pool,
         workers * int(pool) if pool.isdigit() else "?",
     )
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """The app's own lines (and any job enqueued) in LOG_FORMAT, with the request id."""
+    from app import logs
+
+    logs.configure("web")

@@ -22,7 +22,7 @@ OWN_CONNECTIONS = 3
 
 def main(argv: list[str] | None = None) -> int:
     load_dotenv()
-    from app import logs, preflight
+    from app import logs, preflight, tracing
     from app.config import ConfigError, get_settings
     from app.db import get_engine, make_engine
     from app.jobs import load_job_modules, options
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     # The worker's own statements (its loop, heartbeat and rescue, promotions,
     # progress) get connections of their own: handlers that hold every one of
     # theirs (app.db.get_engine) cannot stall them.
+    tracing.configure("pillars-worker", late_after=settings.trace_link_after)
     engine = make_engine(settings, pool_size=OWN_CONNECTIONS, application_name="pillars-worker")
     problem = preflight.check(engine)
     if problem is not None:
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     # Handlers share the process's engine (WORKER_DB_POOL), with any code of
     # theirs that asks `app.db.get_engine()` for it.
     worker = Worker(engine, settings, queues=queues, handler_engine=get_engine())
+    logs.set_process(worker_id=worker.id)
     worker.install_signal_handlers()
     return worker.run()
 

@@ -304,6 +304,11 @@ class Settings:
     smtp_starttls: bool = True
     smtp_username: str = ""
     smtp_password: str = field(default="", repr=False)
+    #: Where the dashboard links a job's trace: a URL with `{trace_id}` in it ('' for none).
+    trace_url_template: str = ""
+    #: A first attempt that starts this long after its enqueue begins a trace of its own
+    #: (linked to the enqueuing span) instead of stretching the enqueuer's trace.
+    trace_link_after: float = 60.0
 
     @property
     def signing_key(self) -> str:
@@ -411,7 +416,19 @@ class Settings:
             smtp_starttls=_bool(env, "SMTP_STARTTLS", cls.smtp_starttls),
             smtp_username=env.get("SMTP_USERNAME", ""),
             smtp_password=env.get("SMTP_PASSWORD", ""),
+            trace_url_template=_trace_url(env),
+            trace_link_after=_float(env, "TRACE_LINK_AFTER", cls.trace_link_after),
         )
+
+
+def _trace_url(env: Mapping[str, str]) -> str:
+    template = env.get("TRACE_URL_TEMPLATE", "").strip()
+    if template and "{trace_id}" not in template:
+        raise ConfigError(
+            f"TRACE_URL_TEMPLATE must contain {{trace_id}}, e.g. "
+            f"https://jaeger.example/trace/{{trace_id}}; got {template[:100]!r}"
+        )
+    return template
 
 
 @lru_cache(maxsize=1)

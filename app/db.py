@@ -9,8 +9,9 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
+import sqlalchemy
 from psycopg.types.json import set_json_loads
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, event, exc
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,7 +40,8 @@ def make_engine(
     connect_args: dict[str, Any] = {"application_name": application_name}
     if settings.behind_transaction_pooler:
         connect_args["prepare_threshold"] = None
-    engine = create_engine(
+    # Looked up at call time: with tracing on, its instrumentation wraps it.
+    engine = sqlalchemy.create_engine(
         settings.database_url,
         pool_size=pool_size,
         max_overflow=max_overflow,

@@ -1,14 +1,213 @@
-"""Logging set-up shared by the worker and cron scripts."""
+"""Logging for every pillar: readable text by default, one JSON object a line with
+LOG_FORMAT=json, each line carrying the ids that tie one piece of work together.
+
+The ids live in a context variable (`bound`): the web binds the request id
+for a request, the worker a job's id, name and attempt for its handler, cron
+a schedule's occurrence. Ordinary `logging` calls made meanwhile get them
+from the handler's filter, with the process's own ids (`set_process`) and
+the trace id when tracing is on. Every line is one line: CR, LF and NUL in
+a message are escaped (a traceback's lines are indented in text), huge
+messages are cut, and secrets are masked (`app.jobs.redact`), including the
+values of the running job's secret payload keys.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from app.jobs.redact import redact, scrub
+
+#: A message longer than this is cut: a log line is not a data store.
+MAX_MESSAGE_CHARS = 16_000
+#: Ids in the order text lines show them.
+ID_FIELDS = ("request_id", "job_id", "job_name", "attempt", "worker_id", "cron", "trace_id")
+
+_ids: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("pillars_log_ids")
+#: The secret-bearing payload of the job whose handler is running, to cut out of lines.
+_payload: contextvars.ContextVar[Any] = contextvars.ContextVar("pillars_log_payload")
+#: Ids of the process itself (the worker id), on every line it writes.
+_process: dict[str, Any] = {}
+#: Attributes every LogRecord has: anything else on a record came through `extra`.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def current() -> Mapping[str, Any]:
+    """The ids bound in this context (request id, job id, ...), without the process's."""
+    return _ids.get({})
+
+
+@contextmanager
+def bound(payload: Any = None, **ids: Any) -> Iterator[None]:
+    """Add `ids` to every line logged in this context until the block ends.
+
+    `payload`: a job's payload, whose secret values are cut out of those lines.
+    """
+    token = bind(**ids)
+    payload_token = _payload.set(payload) if payload is not None else None
+    try:
+        yield
+    finally:
+        if payload_token is not None:
+            _payload.reset(payload_token)
+        _ids.reset(token)
+
+
+def bind(**ids: Any) -> contextvars.Token[Mapping[str, Any]]:
+    """Add `ids` to this context's lines until `unbind(token)`; None values are left out."""
+    return _ids.set({**_ids.get({}), **{k: v for k, v in ids.items() if v is not None}})
+
+
+def unbind(token: contextvars.Token[Mapping[str, Any]]) -> None:
+    _ids.reset(token)
+
+
+def set_process(**ids: Any) -> None:
+    """Ids of this process (e.g. `worker_id`), on every line from now on."""
+    _process.update(ids)
+
+
+class Ids(logging.Filter):
+    """Put the bound ids (and the trace id) on each record as `record.ids`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ids = {**_process, **_ids.get({})}
+        trace_id = _trace_id()
+        if trace_id:
+            ids["trace_id"] = trace_id
+        record.ids = ids
+        record.secret_payload = _payload.get(None)
+        return True
+
+
+def _trace_id() -> str | None:
+    from app import tracing  # late: tracing imports nothing from here, but keep it light
+
+    return tracing.current_trace_id()
+
+
+def clean(text: str, payload: Any = None) -> str:
+    """`text` fit for one line: secrets masked, cut to size, CR/LF/NUL kept out."""
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + f"... ({len(text) - MAX_MESSAGE_CHARS} more chars)"
+    text = redact(text, payload) if payload is not None else scrub(text)
+    return text.replace("\x00", "\\x00")
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    """What a record carries beyond the standard: its ids and any `extra` values."""
+    fields = dict(getattr(record, "ids", None) or {})
+    for key, value in vars(record).items():
+        if key not in _STANDARD and key not in ("ids", "secret_payload"):
+            fields[key] = value
+    return fields
+
+
+def _message(record: logging.LogRecord) -> str:
+    try:
+        text = record.getMessage()
+    except Exception as error:  # a bad format string must not lose the line
+        text = f"{record.msg!r} (unformattable: {error})"
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        text = f"{text}\n{record.exc_text}"
+    if record.stack_info:
+        text = f"{text}\n{record.stack_info}"
+    return clean(text, getattr(record, "secret_payload", None))
+
+
+def _time(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TextFormatter(logging.Formatter):
+    """`time process LEVEL logger: message [ids]`; continuation lines indented."""
+
+    def __init__(self, process: str) -> None:
+        super().__init__()
+        self.process = process
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = _fields(record)
+        ids = " ".join(f"{key}={_one_line(str(fields[key]))}" for key in ID_FIELDS if key in fields)
+        message = _message(record).replace("\r", "\\r").replace("\n", "\n    ")
+        line = f"{_time(record)} {self.process} {record.levelname} {record.name}: {message}"
+        return f"{line} [{ids}]" if ids else line
+
+
+def _one_line(text: str) -> str:
+    return clean(text).replace("\r", "\\r").replace("\n", "\\n").replace(" ", "_")[:200]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, process, logger, message, ids and extras."""
+
+    def __init__(self, process: str) -> None:
+        super().__init__()
+        self.process = process
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": _time(record),
+            "level": record.levelname,
+            "process": self.process,
+            "logger": record.name,
+            "message": _message(record),
+        }
+        for key, value in _fields(record).items():
+            document.setdefault(key, _jsonable(value))
+        # ensure_ascii: control characters and lone surrogates come out as \u escapes.
+        return json.dumps(document, ensure_ascii=True, default=str)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return clean(str(value))
+
+
+def formatter(process: str) -> logging.Formatter:
+    """The formatter LOG_FORMAT asks for: `json`, or readable text (anything else)."""
+    if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+        return JsonFormatter(process)
+    return TextFormatter(process)
+
+
+def handler(process: str) -> logging.Handler:
+    """A stderr handler with the ids filter and the LOG_FORMAT formatter."""
+    out = logging.StreamHandler()
+    out.addFilter(Ids())
+    out.setFormatter(formatter(process))
+    return out
+
+
+#: A sane incoming request id: printable ASCII without spaces, and short.
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def request_id(given: str | None) -> str | None:
+    """`given` if it is a request id worth keeping (bounded, printable, one line), else None."""
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given
+    return None
 
 
 def configure(process: str) -> None:
-    """Log to stderr with the process name, at LOG_LEVEL (default INFO)."""
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format=f"%(asctime)s {process} %(levelname)s %(name)s: %(message)s",
-    )
+    """Log to stderr with the process name, at LOG_LEVEL (default INFO), as LOG_FORMAT says."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "pillars", False):
+            root.removeHandler(old)
+    out = handler(process)
+    out.pillars = True  # type: ignore[attr-defined]
+    root.addHandler(out)
+    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
 
+from app import tracing
 from app.config import Settings
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,15 @@ def send(settings: Settings, message: EmailMessage, key: str) -> None:
 
 
 def _send_smtp(settings: Settings, message: EmailMessage) -> None:
-    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp:
+    with (
+        tracing.span(
+            "smtp send",
+            "CLIENT",
+            server__address=settings.smtp_host,
+            server__port=settings.smtp_port,
+        ),
+        smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp,
+    ):
         if settings.smtp_starttls:
             smtp.starttls()
         if settings.smtp_username:

@@ -103,6 +103,12 @@ class Job(Base):
     flow_kind: Mapped[str | None] = mapped_column(Text)
     #: A waiting job the promoter should look at: new, or its key has room again.
     flow_fresh: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    #: Where the job came from: `request GET /route`, `cron NAME TIME` or `job PARENT_ID`.
+    origin: Mapped[str | None] = mapped_column(Text)
+    #: The id of the request it came from, carried on by jobs that enqueue jobs.
+    request_id: Mapped[str | None] = mapped_column(Text)
+    #: W3C `traceparent` (and `tracestate`) of the span that enqueued it, when traced.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         CheckConstraint(

@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app import logs, tracing
 from app.cron import events, occurrences, sql
 from app.cron.events import ON_TIME, OVERLAP
 from app.cron.schedules import Schedule
@@ -138,15 +139,24 @@ def _enqueue(session: Session, schedule: Schedule, occurrence: datetime) -> None
     `ctx.scheduled_for`, not the day before in UTC.
     """
     local = occurrence.astimezone(schedule.grid.zone)
-    job_id = enqueue(
-        session,
-        schedule.job,
-        dict(schedule.payload),
-        context=f"cron {schedule.name} for {local.isoformat()}",
-        cron_name=schedule.name,
-        scheduled_for=local,
-    )
-    log.info("schedule %s: enqueued job %s for %s", schedule.name, job_id, local.isoformat())
+    with (
+        logs.bound(origin=f"cron {schedule.name} {local.isoformat()}"),
+        # Each occurrence a trace of its own; the job's spans follow from it.
+        tracing.root(
+            f"cron {schedule.name}", pillars__cron=schedule.name, pillars__job__name=schedule.job
+        ) as span,
+    ):
+        job_id = enqueue(
+            session,
+            schedule.job,
+            dict(schedule.payload),
+            context=f"cron {schedule.name} for {local.isoformat()}",
+            cron_name=schedule.name,
+            scheduled_for=local,
+        )
+        if span is not None:
+            span.set_attribute("messaging.message.id", str(job_id))
+        log.info("schedule %s: enqueued job %s for %s", schedule.name, job_id, local.isoformat())
 
 
 def _change(schedule: Schedule, state: Any, since: datetime | None) -> str:

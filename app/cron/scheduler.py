@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, exc
 from sqlalchemy.orm import Session
 
+from app import logs
 from app.config import Settings
 from app.cron import occurrences, orphans, sql
 from app.cron.firing import bound, catch_up
@@ -124,7 +125,7 @@ class Scheduler:
         self._tidy_at = time.monotonic() + TIDY_EVERY
 
     def _fire(self, schedule: Schedule) -> None:
-        with self._transaction() as session:
+        with logs.bound(cron=schedule.name), self._transaction() as session:
             now = self._read_clock(session)
             step = catch_up(session, schedule, now, since=self._since)
         if step.busy:

@@ -117,7 +117,23 @@ def _failed(bad: Sequence[Outcome]) -> dict[str, list[object]]:
 def claimed_row(row: Sequence[Any]) -> Claimed:
     """A claimed row (`kind` then `sql.CYCLE_COLUMNS`) as the worker holds it,
     decoding what may not decode."""
-    _, job_id, _, name, text_payload, queue, attempts, max_attempts, epoch, zone, priority = row
+    (
+        _,
+        job_id,
+        _,
+        name,
+        text_payload,
+        queue,
+        attempts,
+        max_attempts,
+        epoch,
+        zone,
+        priority,
+        waited,
+        age,
+        request_id,
+        trace_context,
+    ) = row
     payload, problem = payloads.decode(text_payload)
     scheduled_for = None
     if epoch is not None:
@@ -126,7 +142,19 @@ def claimed_row(row: Sequence[Any]) -> Claimed:
         except (ArithmeticError, ValueError, OSError) as exc:
             problem = problem or f"its occurrence time {epoch} cannot be read ({exc})"
     return Claimed(
-        job_id, name, payload, queue, attempts, max_attempts, scheduled_for, problem, priority
+        job_id,
+        name,
+        payload,
+        queue,
+        attempts,
+        max_attempts,
+        scheduled_for,
+        problem,
+        priority,
+        waited=max(0.0, waited or 0.0),
+        age=max(0.0, age or 0.0),
+        request_id=request_id,
+        trace_context=trace_context,
     )
 
 

@@ -49,6 +49,13 @@ class Claimed:
     problem: str | None = None
     #: Higher first, also among the jobs a worker holds but has not started yet.
     priority: int = 0
+    #: Seconds the job waited in the queue, from due to claimed.
+    waited: float = 0.0
+    #: Seconds from enqueued to claimed.
+    age: float = 0.0
+    #: The request it came from, and its enqueuer's trace context (W3C, as JSON text).
+    request_id: str | None = None
+    trace_context: str | None = None
 
     @property
     def key(self) -> tuple[uuid.UUID, int]:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from app import logs, tracing
 from app.config import get_payload_limits
 from app.jobs import flow, options, sql, writing
 from app.jobs.errors import UnknownJob
@@ -143,26 +144,68 @@ def enqueue(
     scheduled_for = options.moment(scheduled_for, "scheduled_for")
     params = {
         **row,
+        **origin(),
         "job_id": new_job_id(),
         "cron_name": None if cron_name is None else options.text(cron_name, "cron_name"),
         "scheduled_for": scheduled_for,
         # The zone the occurrence was meant in, so the handler gets it back in it.
         "scheduled_zone": getattr(scheduled_for and scheduled_for.tzinfo, "key", None),
     }
-    # The session's own connection and transaction. The plain case goes
-    # through the driver itself: SQLAlchemy's per-statement work would cost
-    # more than the round trip.
     conn = session.connection()
+    if not tracing.enabled:
+        return _insert(conn, params)
+    with tracing.span(f"send {params['queue']}", "PRODUCER", **_sending(params["queue"])) as span:
+        params["trace_context"] = tracing.inject()  # this span's, for the worker to follow
+        job_id = _insert(conn, params)
+        if span is not None:
+            span.set_attribute("messaging.message.id", str(job_id))
+            span.set_attribute("pillars.job.name", params["name"])
+        return job_id
+
+
+def _insert(conn: Connection, params: dict[str, Any]) -> uuid.UUID:
+    """Write one prepared job in the session's own connection and transaction.
+
+    The plain case goes through the driver itself: SQLAlchemy's
+    per-statement work would cost more than the round trip.
+    """
+    unique_key, cron_name = params["unique_key"], params["cron_name"]
     if unique_key is None and cron_name is None:
         return writing.insert_one(conn, params)
     with _savepoint(conn):
         job_id = conn.execute(sql.ENQUEUE_UNIQUE, params).scalar_one_or_none()
         if job_id is None:
-            job_id = _existing(conn, unique_key, cron_name, scheduled_for)
+            job_id = _existing(conn, unique_key, cron_name, params["scheduled_for"])
         if job_id is None:
             # The conflicting job finished between the insert and the lookup: insert again.
             job_id = conn.execute(sql.ENQUEUE_UNIQUE, params).scalar_one()
         return job_id
+
+
+def _sending(queue: str) -> dict[str, Any]:
+    """A producer span's attributes (OpenTelemetry's messaging conventions)."""
+    return {
+        "messaging__system": tracing.SYSTEM,
+        "messaging__operation__type": "send",
+        "messaging__operation__name": "send",
+        "messaging__destination__name": queue,
+    }
+
+
+#: Origins and request ids are for people to read: longer ones are cut.
+MAX_ORIGIN_CHARS = 200
+
+
+def origin() -> dict[str, str | None]:
+    """Where jobs enqueued now come from, read from the context (`app.logs.bound`): the
+    request, cron occurrence or job running here, its request id and trace context."""
+    ids = logs.current()
+    came_from, request_id = ids.get("origin"), ids.get("request_id")
+    return {
+        "origin": None if came_from is None else str(came_from)[:MAX_ORIGIN_CHARS],
+        "request_id": None if request_id is None else logs.request_id(str(request_id)),
+        "trace_context": tracing.inject(),
+    }
 
 
 @contextmanager
@@ -212,10 +255,13 @@ def enqueue_many(session: Session, requests: Iterable[JobRequest]) -> list[uuid.
             raise type(exc)(f"job {index} of the batch ({name}): {exc}") from None
     if not rows:
         return []
-    jobs = [
-        {"job_id": job_id, **row} for job_id, row in zip(new_job_ids(len(rows)), rows, strict=True)
-    ]
-    return writing.insert_many(session.connection(), jobs)
+    with tracing.span(f"send {rows[0]['queue']}", "PRODUCER", **_sending(rows[0]["queue"])):
+        came_from = origin()
+        jobs = [
+            {"job_id": job_id, **row, **came_from}
+            for job_id, row in zip(new_job_ids(len(rows)), rows, strict=True)
+        ]
+        return writing.insert_many(session.connection(), jobs)
 
 
 def pause_queue(session: Session, queue: str, paused_by: str = "") -> None:

@@ -26,7 +26,8 @@ LOCK_NAMESPACE = 0x50_494C  # "PIL"
 _ENQUEUE = """
 INSERT INTO jobs (job_id, name, payload, queue, priority, run_at, max_attempts,
                   unique_key, context, cron_name, scheduled_for, scheduled_zone,
-                  state, flow_key, flow_limit, flow_kind, flow_fresh)
+                  state, flow_key, flow_limit, flow_kind, flow_fresh,
+                  origin, request_id, trace_context)
 VALUES (:job_id, :name, CAST(:payload AS jsonb), :queue, :priority,
         coalesce(CAST(:run_at AS timestamptz),
                  now() + make_interval(secs => CAST(:delay AS double precision))),
@@ -34,7 +35,8 @@ VALUES (:job_id, :name, CAST(:payload AS jsonb), :queue, :priority,
         :scheduled_zone,
         -- A job with a flow key waits for the promoter to let it in (see flow below).
         CASE WHEN CAST(:flow_key AS text) IS NULL THEN 'queued' ELSE 'waiting' END,
-        :flow_key, :flow_limit, :flow_kind, CAST(:flow_key AS text) IS NOT NULL)
+        :flow_key, :flow_limit, :flow_kind, CAST(:flow_key AS text) IS NOT NULL,
+        :origin, :request_id, CAST(:trace_context AS jsonb))
 {on_conflict}
 RETURNING job_id
 """
@@ -57,7 +59,8 @@ SELECT pillars_enqueue(
     CAST(%(max_attempts)s AS integer), CAST(%(unique_key)s AS text), %(context)s,
     CAST(%(cron_name)s AS text), CAST(%(scheduled_for)s AS timestamptz),
     CAST(%(scheduled_zone)s AS text), CAST(%(flow_key)s AS text),
-    CAST(%(flow_limit)s AS integer), CAST(%(flow_kind)s AS text))
+    CAST(%(flow_limit)s AS integer), CAST(%(flow_kind)s AS text),
+    CAST(%(origin)s AS text), CAST(%(request_id)s AS text), CAST(%(trace_context)s AS jsonb))
 """
 # ON CONFLICT DO NOTHING without a target covers both partial unique indexes:
 # a live job with the same unique_key, and a second job for one cron occurrence.
@@ -79,16 +82,19 @@ SELECT job_id FROM jobs WHERE cron_name = :cron_name AND scheduled_for = :schedu
 # a thousand elements each costs several times more).
 ENQUEUE_MANY = text("""
 INSERT INTO jobs (job_id, name, payload, queue, priority, run_at, max_attempts, unique_key,
-                  context, state, flow_key, flow_limit, flow_kind, flow_fresh)
+                  context, state, flow_key, flow_limit, flow_kind, flow_fresh,
+                  origin, request_id, trace_context)
 SELECT r.job_id, r.name, r.payload, r.queue, r.priority,
        coalesce(r.run_at, now() + make_interval(secs => r.delay)),
        r.max_attempts, r.unique_key, r.context,
        CASE WHEN r.flow_key IS NULL THEN 'queued' ELSE 'waiting' END,
-       r.flow_key, r.flow_limit, r.flow_kind, r.flow_key IS NOT NULL
+       r.flow_key, r.flow_limit, r.flow_kind, r.flow_key IS NOT NULL,
+       r.origin, r.request_id, CAST(r.trace_context AS jsonb)
 FROM jsonb_to_recordset(CAST(:rows AS jsonb))
      AS r(job_id uuid, name text, payload jsonb, queue text, priority integer,
           run_at timestamptz, delay double precision, max_attempts integer,
-          unique_key text, context text, flow_key text, flow_limit integer, flow_kind text)
+          unique_key text, context text, flow_key text, flow_limit integer, flow_kind text,
+          origin text, request_id text, trace_context text)
 ON CONFLICT DO NOTHING
 RETURNING job_id
 """)
@@ -99,7 +105,8 @@ ENQUEUE_MANY_DRIVER = for_driver(ENQUEUE_MANY)
 # Insert triggers fire for COPY too: workers are woken as after an INSERT.
 ENQUEUE_COPY = """
 COPY jobs (job_id, name, payload, queue, priority, max_attempts, context, state,
-           flow_key, flow_limit, flow_kind, flow_fresh) FROM STDIN
+           flow_key, flow_limit, flow_kind, flow_fresh, origin, request_id, trace_context)
+FROM STDIN
 """
 
 # The fence (see module docstring), for statements joined to a batch `d`.
@@ -210,6 +217,19 @@ CYCLE_COLUMNS: dict[str, tuple[str, str]] = {
     "scheduled_for": ("text", "CAST(extract(epoch FROM j.scheduled_for) AS text)"),
     "scheduled_zone": ("text", "j.scheduled_zone"),
     "priority": ("integer", "j.priority"),
+    # Seconds from due to claimed: the queue wait the worker logs and traces.
+    "waited": (
+        "double precision",
+        "CAST(extract(epoch FROM j.started_at - j.run_at) AS double precision)",
+    ),
+    # Seconds from enqueued to claimed: a late start begins a trace of its own.
+    "age": (
+        "double precision",
+        "CAST(extract(epoch FROM j.started_at - j.created_at) AS double precision)",
+    ),
+    # Where it came from, to carry on in the job's log lines and trace.
+    "request_id": ("text", "j.request_id"),
+    "trace_context": ("text", "CAST(j.trace_context AS text)"),
 }
 
 

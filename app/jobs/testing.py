@@ -16,8 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
-from app.jobs import claims
-from app.jobs.execution import execute
+from app.jobs import claims, observed
 from app.models import Job
 
 
@@ -60,7 +59,7 @@ def drain(
             batch = batch or claims.claim_limited(engine, worker_id, queue, 1)
         if not batch:
             break
-        outcome = execute(batch[0], engine, settings)
+        outcome, _ = observed.attempt(batch[0], engine, settings)
         with engine.begin() as conn:
             saved = claims.save_outcomes(conn, worker_id, [outcome])
         drained.succeeded += saved.succeeded

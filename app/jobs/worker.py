@@ -24,10 +24,11 @@ from types import FrameType
 
 from sqlalchemy import Connection, Engine, exc
 
+from app import logs
 from app.config import Settings
 from app.db import describe, is_connection_fault, make_engine
-from app.jobs import claims
-from app.jobs.execution import Claimed, Outcome, execute, failure
+from app.jobs import claims, observed
+from app.jobs.execution import Claimed, Outcome, failure
 from app.jobs.heartbeat import Heartbeat
 from app.jobs.pooling import link
 from app.jobs.processes import Identity, Presence, new_process_id
@@ -308,7 +309,7 @@ class Worker:
         self.presence.close()
         for job_id in released:
             log.warning("job %s released back to the queue at shutdown", job_id)
-        log.info("worker %s stopped", self.id)
+        log.info("worker %s stopped%s (exit code %d)", self.id, "" if code else " cleanly", code)
         return code
 
     def _hand_back(self, jobs: list[Claimed]) -> list[Claimed]:
@@ -327,14 +328,13 @@ class Worker:
     # -- what the threads call ------------------------------------------------
 
     def _execute(self, job: Claimed) -> Outcome:
-        started = time.monotonic()
-        outcome = execute(
-            job,
-            self.handler_engine,
-            self.settings,
-            lambda fraction, message: self._progress(job, fraction, message),
-        )
-        took = time.monotonic() - started
+        with logs.bound(worker_id=self.id):
+            outcome, took = observed.attempt(
+                job,
+                self.handler_engine,
+                self.settings,
+                lambda fraction, message: self._progress(job, fraction, message),
+            )
         # A moving mean of recent run times (a race between threads only blurs it).
         self._mean_run = took if self._mean_run is None else 0.9 * self._mean_run + 0.1 * took
         return outcome

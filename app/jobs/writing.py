@@ -95,6 +95,9 @@ def _copy_values(row: dict[str, Any]) -> tuple[Any, ...]:
         row["flow_limit"],
         row["flow_kind"],
         keyed,
+        row["origin"],
+        row["request_id"],
+        row["trace_context"],
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import tracing
 from app.config import ConfigError, Settings, secret_key_problem
 from app.jobs import load_job_modules
 
@@ -51,12 +52,16 @@ def create_app(
         limits,
         limits_cli,  # noqa: F401 (adds `flask jobs limit` and `limits`)
         metrics,
+        observe,
         pages,
         security,
         users,
         users_cli,
     )
 
+    tracing.configure("pillars-web", late_after=settings.trace_link_after)
+    tracing.instrument_app(app)
+    observe.init_app(app)
     db.init_app(app)
     security.init_app(app)
     errors.init_app(app)

@@ -15,6 +15,7 @@ from typing import Any
 
 from gunicorn import glogging
 
+from app import logs
 from app.accounts.tokens import RESET_PATH
 
 MASK = "***"
@@ -35,7 +36,22 @@ def _masked(value: Any) -> Any:
 
 
 class MaskingLogger(glogging.Logger):  # type: ignore[misc]
-    """gunicorn's own logger (`logger_class` in gunicorn.conf.py) that masks reset tokens."""
+    """gunicorn's own logger (`logger_class` in gunicorn.conf.py) that masks reset tokens,
+    writes LOG_FORMAT's lines (`app.logs`) and puts the request id on access lines."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers + self.access_log.handlers:
+            handler.addFilter(logs.Ids())
+            handler.setFormatter(logs.formatter("web"))
+
+    def access(
+        self, resp: Any, req: Any, environ: Mapping[str, Any], request_time: timedelta
+    ) -> None:
+        headers = getattr(resp, "headers", None) or []
+        rid = next((value for name, value in headers if name.lower() == "x-request-id"), None)
+        with logs.bound(request_id=logs.request_id(rid)):
+            super().access(resp, req, environ, request_time)
 
     def atoms(
         self, resp: Any, req: Any, environ: Mapping[str, Any], request_time: timedelta

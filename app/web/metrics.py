@@ -12,7 +12,7 @@ import hmac
 
 from flask import Blueprint, Response, abort, current_app, request
 
-from app.jobs import metrics
+from app.jobs import histograms, metrics
 from app.web.db import get_session
 
 bp = Blueprint("metrics", __name__)
@@ -25,8 +25,10 @@ def scrape() -> Response:
     if settings.metrics_token and not _authorized(settings.metrics_token):
         abort(401)
     alive_within = 3 * settings.heartbeat_interval
-    snapshot = metrics.metrics_snapshot(get_session().connection(), alive_within=alive_within)
-    return Response(metrics.render(snapshot), mimetype="text/plain; version=0.0.4")
+    conn = get_session().connection()
+    snapshot = metrics.metrics_snapshot(conn, alive_within=alive_within)
+    body = metrics.render(snapshot) + histograms.render(histograms.read(conn))
+    return Response(body, mimetype="text/plain; version=0.0.4")
 
 
 def _authorized(token: str) -> bool:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, current_app, render_template
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Connection, exc, text
 
+from app import tracing
 from app.db import sqlstate
 from app.jobs import audit, counts, holds, stats
 from app.models import JOB_STATES
@@ -80,4 +81,19 @@ def show(job_id: str) -> ResponseReturnValue:
         live=job.state in LIVE_STATES,
         actions=audit.for_job(conn, found),
         why=holds.why_not_running(conn, found),
+        parent=_parent(job.origin),
+        trace_id=(trace_id := tracing.trace_id_of(job.trace_context)),
+        trace_url=_trace_url(trace_id),
     )
+
+
+def _parent(origin: str | None) -> str | None:
+    """The id of the job that enqueued this one, if a job did."""
+    if origin and origin.startswith("job "):
+        return origin.removeprefix("job ")
+    return None
+
+
+def _trace_url(trace_id: str | None) -> str | None:
+    template: str = current_app.config["PILLARS_SETTINGS"].trace_url_template
+    return template.replace("{trace_id}", trace_id) if template and trace_id else None
