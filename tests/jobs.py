@@ -43,6 +43,13 @@ def discard() -> None:
     raise Discard("payload refers to a deleted user")
 
 
+@job("test.give_up", max_attempts=2)
+def give_up(api_token: str, how: str) -> None:
+    """Ask for a retry, or discard, with a reason that quotes the secret it was given."""
+    reason = f"the service refused token {api_token}"
+    raise Retry(0.0, reason) if how == "retry" else Discard(reason)
+
+
 @job("test.sleep", timeout=None)
 def sleep(seconds: float) -> None:
     time.sleep(seconds)

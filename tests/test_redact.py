@@ -54,6 +54,20 @@ def test_handler_error_quoting_a_secret_is_stored_and_logged_without_it(
     assert "hunter2-secret" not in caplog.text
 
 
+@pytest.mark.parametrize("how", ["retry", "discard"])
+def test_a_retry_or_discard_reason_quoting_a_secret_is_stored_and_logged_without_it(
+    db: Engine, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    job_id = factory.job(db, "test.give_up", {"api_token": "tok-8c1f0a9e", "how": how})
+    with caplog.at_level(logging.INFO):
+        drain(db)
+    with Session(db) as session:
+        row = session.get_one(Job, job_id)
+    assert row.last_error is not None and "refused token ***" in row.last_error
+    assert "tok-8c1f0a9e" not in str(row.errors)
+    assert "refused token" in caplog.text and "tok-8c1f0a9e" not in caplog.text
+
+
 def test_invalid_payload_message_does_not_quote_a_secret(session: Session) -> None:
     with pytest.raises(InvalidPayload) as error:
         enqueue(session, "test.login", {"user": "ann", "password": 12345678})

@@ -166,7 +166,8 @@ class Worker:
         for lost in done.saved.lost:
             log.warning(
                 "job %s %s: claim was lost before its outcome was saved (rescued "
-                "elsewhere); outcome dropped",
+                "as this worker's, or undone by a database crash with "
+                "WORKER_SYNCHRONOUS_COMMIT=off); outcome dropped",
                 lost.job.job_id,
                 lost.job.name,
             )
