@@ -13,10 +13,13 @@ values of the running job's secret payload keys.
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import json
 import logging
+import logging.handlers
 import os
+import queue
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -201,13 +204,58 @@ def request_id(given: str | None) -> str | None:
     return None
 
 
+class _Handoff(logging.handlers.QueueHandler):
+    """Hands each record to the writer thread, with its ids read where it was logged.
+
+    Threads that log never wait for one another's writes: with a line per
+    finished attempt, a worker's job threads would otherwise queue up on the
+    stream's lock at every job.
+    """
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # Formatted where it is written; only the arguments are fixed now,
+        # since the objects they name may change before then.
+        try:
+            record.msg, record.args = record.getMessage(), None
+        except Exception:  # left as it is: the formatter says it was unformattable
+            pass
+        return record
+
+
+#: The thread that formats and writes the lines of this process.
+_writer: logging.handlers.QueueListener | None = None
+
+
 def configure(process: str) -> None:
-    """Log to stderr with the process name, at LOG_LEVEL (default INFO), as LOG_FORMAT says."""
+    """Log to stderr with the process name, at LOG_LEVEL (default INFO), as LOG_FORMAT says.
+
+    Lines are written by one thread of their own, in the order they were
+    logged; `flush` writes what is still queued (at exit it runs by itself).
+    """
+    global _writer
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "pillars", False):
             root.removeHandler(old)
-    out = handler(process)
-    out.pillars = True  # type: ignore[attr-defined]
-    root.addHandler(out)
+    flush()
+    out = logging.StreamHandler()
+    out.setFormatter(formatter(process))
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handoff = _Handoff(lines)
+    handoff.addFilter(Ids())
+    handoff.pillars = True  # type: ignore[attr-defined]
+    _writer = logging.handlers.QueueListener(lines, out)
+    _writer.start()
+    root.addHandler(handoff)
     root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+
+
+def flush() -> None:
+    """Write every line logged so far, and stop the writer (before an abrupt exit)."""
+    global _writer
+    if _writer is not None:
+        _writer.stop()
+        _writer = None
+
+
+atexit.register(flush)

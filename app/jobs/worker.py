@@ -186,13 +186,16 @@ class Worker:
 
         After a NOTIFY, at least one even while the jobs claimed ahead are
         enough: the new job may come before them (a higher priority) and
-        would otherwise wait until they ran low. Bounded: never more than a
-        thread's worth beyond the usual.
+        would otherwise wait until they ran low. Only while jobs are short
+        enough to be claimed ahead at all: a job claimed by a worker busy
+        with long ones would wait there while another worker stands idle.
+        Bounded: never more than a thread's worth beyond the usual.
         """
-        free = self._threads.free + self._ahead()
+        ahead = self._ahead()
+        free = self._threads.free + ahead
         if self._notified.is_set():
             self._notified.clear()
-            if free <= 0 and free + self.concurrency > 0:
+            if free <= 0 and ahead > 0 and free + self.concurrency > 0:
                 return 1
         return free
 
@@ -389,6 +392,7 @@ class Worker:
             self._signals += 1
             if self._signals > 1:
                 log.warning("second signal: exiting now; running jobs will be rescued")
+                logs.flush()
                 os._exit(1)
             log.info("signal %d: finishing running jobs, claiming no more", signum)
             self.stop()
