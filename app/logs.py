@@ -233,6 +233,13 @@ def configure(process: str) -> None:
     logged; `flush` writes what is still queued (at exit it runs by itself).
     """
     global _writer
+    # Nothing here prints where a call was made from, or thread and process
+    # names (the process is named by `process`): skip looking them up for
+    # every record (the logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "pillars", False):

@@ -27,15 +27,16 @@ def attempt(
 ) -> tuple[Outcome, float]:
     """Run `job` (see `execute`), observed; its outcome and how long it ran, in seconds."""
     started = time.monotonic()
+    job_id = str(job.job_id)
     with (
         logs.bound(
             job.payload,
-            job_id=str(job.job_id),
+            job_id=job_id,
             job_name=job.name,
             attempt=job.attempt,
             request_id=job.request_id,
             # What the handler enqueues comes from this job (and its request).
-            origin=f"job {job.job_id}",
+            origin=f"job {job_id}",
         ),
         tracing.consuming(job) as span,
     ):
@@ -45,7 +46,7 @@ def attempt(
         tracing.ended(span, word, outcome.message, outcome.traceback)
         log.info(
             "job %s %s %s on attempt %d in %.3fs, after %.3fs in the queue",
-            job.job_id,
+            job_id,
             job.name,
             word,
             job.attempt,
