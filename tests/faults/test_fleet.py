@@ -360,7 +360,7 @@ def test_the_same_fleet_straight_at_the_server_fails_clearly_and_loses_nothing(
             "all naming max_connections",
         )
     )
-    assert all(code in (0, 1) for code in codes)  # 1: it could not unregister, starved
+    assert all(code in (0, 1) for code in codes), codes  # 1: it could not unregister, starved
     assert result.lost == 0 and set(result.executions) == set(range(shape.jobs))
     assert attempts > 0
     # The worker's own refusals say what to do; a handler's failed attempt names the cause.
