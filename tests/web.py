@@ -12,6 +12,8 @@ from pathlib import Path
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from app.jobs.testing import drain
+
 PASSWORD = "correct horse battery"
 CSV = b"city,population,area\nOslo,709000,454\nBergen,291000,445\nTromso,77000,2521\n"
 
@@ -32,8 +34,30 @@ def submit(
     return client.post(path, data={**data, "csrf_token": token})
 
 
-def sign_up(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResponse:
+def ask_to_sign_up(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResponse:
+    """Send the sign-up form: the answer is the same whether or not the address is taken."""
     return submit(client, "/signup", {"email": email, "password": password})
+
+
+def sign_up(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResponse:
+    """Sign up as a person does: send the form, then follow the link the welcome email
+    brings (sent here by running the mail queue). Returns the link's answer; `client`
+    is signed in after it."""
+    folder = Path(client.application.config["PILLARS_SETTINGS"].mail_dir)
+    before = set(folder.glob("*.eml"))
+    response = ask_to_sign_up(client, email, password)
+    assert response.status_code == 303, response.get_data(as_text=True)
+    drain(client.application.extensions["pillars_engine"], queues=["mail"])
+    fresh = [message_from_bytes(p.read_bytes()) for p in set(folder.glob("*.eml")) - before]
+    [welcome] = [m for m in fresh if m["To"] == email.strip().lower()]
+    return client.get(link(welcome, "/confirm/"))
+
+
+def link(message: Message, path: str) -> str:
+    """The site-relative link starting with `path` (e.g. `/confirm/`) in an email."""
+    match = re.search(rf"https?://[^/\s]+({re.escape(path)}\S+)", body(message))
+    assert match, f"no {path} link in {message['Subject']!r}"
+    return match.group(1)
 
 
 def log_in(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResponse:

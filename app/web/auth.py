@@ -17,6 +17,13 @@ from app.web.users import safe_next, sign_in, sign_out
 
 bp = Blueprint("auth", __name__)
 
+#: The one answer to every failed sign-in: a wrong password, an unknown email and an
+#: unconfirmed account (whose right password also sends its link again) look alike.
+SIGN_IN_FAILED = (
+    "The email or the password is wrong, or, if you have just signed up, "
+    "follow the link we emailed you."
+)
+
 #: How a slowed sign-in waits; a seam so tests can see the wait without sitting through it.
 pause = time.sleep
 
@@ -37,25 +44,40 @@ def _settings() -> Settings:
 
 @bp.route("/signup", methods=("GET", "POST"))
 def signup() -> ResponseReturnValue:
-    """Create the account and queue its welcome email in one transaction, then sign in.
+    """Create an unconfirmed account and queue its welcome email in one transaction.
 
-    A taken address gets the same kind of answer as a new one would when
-    mail is involved: its holder is emailed, and the page does not say why.
+    The answer is the same whether or not the address has an account: either
+    way a message goes to it (the confirmation link, or "someone tried to
+    sign up" for its holder), and only following that link signs in.
     """
     form = forms.SignupForm(request.form)
     if request.method == "POST" and form.validate():
         session = get_session()
         limits.enforce(limits.signups())
-        email, password = form.email.data or "", form.password.data or ""
-        user = accounts.sign_up(session, _settings(), email, password)
+        email = form.email.data or ""
+        accounts.sign_up(session, _settings(), email, form.password.data or "")
         session.commit()
-        if user is None:
-            flash(f"We sent a message to {accounts.normalize_email(email)}: follow it to go on.")
-            return redirect(url_for("auth.login"), 303)
-        sign_in(user)
-        flash("Welcome! Your account is ready.")
-        return _home()
+        flash(f"We sent a message to {accounts.normalize_email(email)}: follow it to go on.")
+        return redirect(url_for("auth.login"), 303)
     return _page("auth/signup.html", form)
+
+
+@bp.get("/confirm/<token>")
+def confirm(token: str) -> ResponseReturnValue:
+    """Confirm the address from the emailed link and sign in; the link works once.
+
+    A second visit (or a mail scanner's first) finds the link used: the page
+    says so and points to sign-in, which works once the address is confirmed.
+    """
+    session = get_session()
+    user = accounts.user_for_confirm_token(session, _settings().signing_key, token)
+    if user is None:
+        return render_template("auth/confirm_expired.html"), 400
+    accounts.confirm_address(session, user)
+    session.commit()
+    sign_in(user)
+    flash("Welcome! Your address is confirmed and your account is ready.")
+    return _home()
 
 
 @bp.route("/login", methods=("GET", "POST"))
@@ -88,7 +110,7 @@ def login() -> ResponseReturnValue:
     if user is not None:
         sign_in(user)
         return redirect(safe_next(request.args.get("next")) or url_for("exports.index"), 303)
-    forms.reject(form.password, "The email or the password is wrong.")
+    forms.reject(form.password, SIGN_IN_FAILED)
     return _page("auth/login.html", form)
 
 
