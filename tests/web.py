@@ -10,8 +10,10 @@ from email.message import Message
 from pathlib import Path
 
 from flask.testing import FlaskClient
+from sqlalchemy import Engine
 from werkzeug.test import TestResponse
 
+from app.config import get_settings
 from app.jobs.testing import drain
 
 PASSWORD = "correct horse battery"
@@ -43,14 +45,21 @@ def sign_up(client: FlaskClient, email: str, password: str = PASSWORD) -> TestRe
     """Sign up as a person does: send the form, then follow the link the welcome email
     brings (sent here by running the mail queue). Returns the link's answer; `client`
     is signed in after it."""
-    folder = Path(client.application.config["PILLARS_SETTINGS"].mail_dir)
-    before = set(folder.glob("*.eml"))
     response = ask_to_sign_up(client, email, password)
     assert response.status_code == 303, response.get_data(as_text=True)
-    drain(client.application.extensions["pillars_engine"], queues=["mail"])
+    engine = client.application.extensions["pillars_engine"]
+    return client.get(emailed_link(engine, email.strip().lower(), "/confirm/"))
+
+
+def emailed_link(engine: Engine, to: str, path: str) -> str:
+    """Run the mail queue here, as the worker would, and return the link starting with
+    `path` in the one message it sent to `to`."""
+    folder = Path(get_settings().mail_dir)
+    before = set(folder.glob("*.eml"))
+    drain(engine, queues=["mail"])
     fresh = [message_from_bytes(p.read_bytes()) for p in set(folder.glob("*.eml")) - before]
-    [welcome] = [m for m in fresh if m["To"] == email.strip().lower()]
-    return client.get(link(welcome, "/confirm/"))
+    [message] = [m for m in fresh if m["To"] == to]
+    return link(message, path)
 
 
 def link(message: Message, path: str) -> str:
