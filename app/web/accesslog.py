@@ -2,9 +2,10 @@
 token in the path.
 
 A reset token in a log file is a password reset for whoever reads the logs,
-for an hour; a confirmation token signs in to a new account. Every field of an access-log line (request line, path, Referer
-and any other header or environ value a format may name) and the URI in
-gunicorn's "Error handling request" lines has it replaced by `***`.
+for an hour; a confirmation token signs in to a new account, for two days.
+Every field of an access-log line (request line, path, Referer and any other
+header or environ value a format may name) and the URI in gunicorn's "Error
+handling request" lines has the token replaced by `***`.
 """
 
 from __future__ import annotations
