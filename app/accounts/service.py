@@ -115,6 +115,7 @@ def authenticate(
     None), so sign-in does not tell what sign-up hides; only when its password
     is right is the confirmation link sent again, as often as
     `account_mail_rate` allows.
+
     Raises `TooManyAttempts` before checking anything once this email has
     failed too often from this address, or from all addresses together,
     within LOGIN_WINDOW. The client address alone never refuses (see
