@@ -90,12 +90,15 @@ def browser(tmp_path: Path) -> Iterator[BrowserContext]:
 
 
 def sign_up(page: Page, site: str, db: Engine, email: str, password: str = PASSWORD) -> None:
-    """Sign up in the browser and follow the link the welcome email brings, as a person
-    does; the page ends signed in at /exports. The test runs the mail queue itself."""
+    """Sign up in the browser, follow the link the welcome email brings and give the
+    password, as a person does; the page ends signed in at /exports. The test runs the
+    mail queue itself."""
     page.goto(f"{site}/signup")
     page.fill("#email", email)
     page.fill("#password", password)
     page.click("button:text('Sign up')")
     expect(page.locator(".flash")).to_contain_text(f"We sent a message to {email}")
     page.goto(site + emailed_link(db, email, "/confirm/"))
+    page.fill("#password", password)
+    page.click("button:text('Confirm')")
     expect(page).to_have_url(f"{site}/exports")

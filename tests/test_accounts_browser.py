@@ -1,5 +1,6 @@
 """Accounts in a real browser (headless Chromium, gunicorn): confirming the address by the
-emailed link, and sign-out ending the session on the server."""
+emailed link and the password chosen at sign-up, and sign-out ending the session on the
+server."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.web import PASSWORD, emailed_link
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
-def test_sign_up_then_the_emailed_link_signs_in_and_opens_the_exports(
+def test_sign_up_then_the_emailed_link_and_the_password_sign_in_and_open_the_exports(
     site: str, browser: BrowserContext, db: Engine
 ) -> None:
     page = browser.new_page()
@@ -33,7 +34,23 @@ def test_sign_up_then_the_emailed_link_signs_in_and_opens_the_exports(
     page.goto(f"{site}/exports")
     expect(page).to_have_url(f"{site}/login?next=/exports")
 
-    page.goto(site + emailed_link(db, "ada@example.com", "/confirm/"))
+    confirm = site + emailed_link(db, "ada@example.com", "/confirm/")
+    page.goto(confirm)  # opening the link only asks for the password
+    expect(page.locator("main")).to_contain_text(
+        "Enter the password you chose at sign-up to confirm ada@example.com"
+    )
+    expect(page.locator("a:text('Set a new one')")).to_have_attribute("href", "/forgot")
+    page.goto(f"{site}/exports")
+    expect(page).to_have_url(f"{site}/login?next=/exports")  # still not signed in
+
+    page.goto(confirm)
+    page.fill("#password", "not the password")
+    page.click("button:text('Confirm')")
+    expect(page.locator("main")).to_contain_text(
+        "That is not the password this account was made with"
+    )
+    page.fill("#password", PASSWORD)
+    page.click("button:text('Confirm')")
     expect(page).to_have_url(f"{site}/exports")
     expect(page.locator(".flash")).to_contain_text("Your address is confirmed")
     expect(page.locator("h1")).to_have_text("New report")

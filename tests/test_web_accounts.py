@@ -18,7 +18,18 @@ from app.config import Settings
 from app.jobs.testing import assert_enqueued, drain, enqueued_jobs
 from app.models import Job, LoginAttempt, User
 from app.web import create_app
-from tests.web import PASSWORD, ask_to_sign_up, body, link, log_in, messages, sign_up, submit
+from tests.web import (
+    PASSWORD,
+    ask_to_sign_up,
+    body,
+    confirm,
+    emailed_link,
+    link,
+    log_in,
+    messages,
+    sign_up,
+    submit,
+)
 
 
 def count(session: Session, model: type[object]) -> int:
@@ -37,21 +48,107 @@ def test_signup_creates_an_unconfirmed_user_and_queues_the_welcome_email_togethe
     assert client.get("/exports").status_code == 303  # not signed in before confirming
 
 
-def test_the_welcome_email_brings_a_link_that_confirms_once_and_signs_in(
+def test_the_welcome_email_brings_a_link_that_confirms_once_with_the_password_and_signs_in(
     app: Flask, db: Engine, session: Session, mailbox: Path
 ) -> None:
     ask_to_sign_up(app.test_client(), "ada@example.com")
     assert len(drain(db).succeeded) == 1
     [welcome] = messages(mailbox, "ada@example.com")
     assert welcome["Subject"] == "Welcome to Pillars" and "/exports" in body(welcome)
-    confirm = link(welcome, "/confirm/")
+    link_ = link(welcome, "/confirm/")
+    generation = session.scalars(select(User.session_generation)).one()
     browser = app.test_client()
-    response = browser.get(confirm)
+    response = confirm(browser, link_)
     assert response.status_code == 303 and response.headers["Location"] == "/exports"
     assert "Your address is confirmed" in browser.get("/exports").get_data(as_text=True)
-    assert session.scalars(select(User.confirmed_at)).one() is not None
-    assert app.test_client().get(confirm).status_code == 400  # used up
+    user = session.scalars(select(User)).one()
+    assert user.confirmed_at is not None
+    assert user.session_generation == generation + 1  # any other session ended
+    assert app.test_client().get(link_).status_code == 400  # used up
+    assert app.test_client().post(link_).status_code == 400
     assert log_in(app.test_client(), "ada@example.com").status_code == 303
+
+
+def unconfirmed_link(app: Flask, db: Engine, email: str, password: str = PASSWORD) -> str:
+    """Sign up with `email` and `password` and return the emailed confirmation link."""
+    ask_to_sign_up(app.test_client(), email, password)
+    return emailed_link(db, email, "/confirm/")
+
+
+def test_opening_the_confirmation_link_only_asks_for_the_password(
+    app: Flask, db: Engine, session: Session
+) -> None:
+    link_ = unconfirmed_link(app, db, "ada@example.com")
+    client = app.test_client()
+    for _ in range(2):  # a mail scanner first, then the person: nothing is used up
+        page = client.get(link_)
+        assert page.status_code == 200
+        html = page.get_data(as_text=True)
+        assert "Enter the password you chose at sign-up to confirm ada@example.com" in html
+        assert 'name="password"' in html and 'name="csrf_token"' in html
+        assert re.search(r'Did not sign up, or forgot the password\?\s*<a href="/forgot">', html)
+    assert session.scalars(select(User.confirmed_at)).one() is None
+    assert client.get("/exports").status_code == 303  # not signed in
+    assert count(session, LoginAttempt) == 0
+    assert confirm(client, link_).status_code == 303  # the link still works
+
+
+def test_a_wrong_password_does_not_confirm_and_counts_as_a_failed_sign_in(
+    app: Flask, db: Engine, session: Session, settings: Settings
+) -> None:
+    link_ = unconfirmed_link(app, db, "ada@example.com")
+    client = app.test_client()
+    response = confirm(client, link_, "not the password")
+    assert response.status_code == 400
+    assert "That is not the password this account was made with" in response.get_data(as_text=True)
+    assert session.scalars(select(User.confirmed_at)).one() is None
+    assert client.get("/exports").status_code == 303
+    assert session.scalars(select(LoginAttempt.email)).all() == ["ada@example.com"]
+    for _ in range(settings.login_max_failures - 1):
+        assert confirm(app.test_client(), link_, "not the password").status_code == 400
+    # As many guesses as sign-in allows, then the form refuses, even the right password,
+    # and sign-in refuses too: the two share one count.
+    limited = confirm(client, link_)
+    assert limited.status_code == 429 and "Too many failed sign-ins" in limited.get_data(
+        as_text=True
+    )
+    assert session.scalars(select(User.confirmed_at)).one() is None
+    assert log_in(app.test_client(), "ada@example.com").status_code == 429
+
+
+def test_a_strangers_account_on_the_owners_address_is_not_confirmed_by_the_owners_click(
+    app: Flask, db: Engine, session: Session
+) -> None:
+    link_ = unconfirmed_link(app, db, "ada@example.com", "the stranger's password")
+    owner = app.test_client()
+    assert owner.get(link_).status_code == 200  # the owner clicks the welcome link
+    assert confirm(owner, link_, PASSWORD).status_code == 400  # and tries their own password
+    assert session.scalars(select(User.confirmed_at)).one() is None
+    assert owner.get("/exports").status_code == 303
+    stranger = app.test_client()
+    assert log_in(stranger, "ada@example.com", "the stranger's password").status_code == 400
+    assert stranger.get("/exports").status_code == 303
+
+
+def test_the_owner_resets_from_the_confirmation_page_which_confirms_and_drops_the_strangers(
+    app: Flask, db: Engine, session: Session, mailbox: Path
+) -> None:
+    link_ = unconfirmed_link(app, db, "ada@example.com", "the stranger's password")
+    owner = app.test_client()
+    page = owner.get(link_).get_data(as_text=True)
+    forgot = re.search(r'forgot the password\?\s*<a href="([^"]+)">Set a new one', page)
+    assert forgot and forgot.group(1) == "/forgot"
+    submit(owner, forgot.group(1), {"email": "ada@example.com"})
+    drain(db)
+    new = {"password": "the owner's password", "confirm": "the owner's password"}
+    assert submit(owner, reset_link(mailbox, "ada@example.com"), new).status_code == 303
+    assert owner.get("/exports").status_code == 200
+    assert session.scalars(select(User.confirmed_at)).one() is not None
+    stranger = app.test_client()
+    assert log_in(stranger, "ada@example.com", "the stranger's password").status_code == 400
+    assert stranger.get("/exports").status_code == 303
+    assert app.test_client().get(link_).status_code == 400  # the welcome link is dead too
+    assert log_in(app.test_client(), "ada@example.com", "the owner's password").status_code == 303
 
 
 def test_a_confirmation_link_expires(app: Flask, session: Session, settings: Settings) -> None:

@@ -42,13 +42,18 @@ def ask_to_sign_up(client: FlaskClient, email: str, password: str = PASSWORD) ->
 
 
 def sign_up(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResponse:
-    """Sign up as a person does: send the form, then follow the link the welcome email
-    brings (sent here by running the mail queue). Returns the link's answer; `client`
-    is signed in after it."""
+    """Sign up as a person does: send the form, follow the link the welcome email brings
+    (sent here by running the mail queue) and give the password on the page it opens.
+    Returns the password form's answer; `client` is signed in after it."""
     response = ask_to_sign_up(client, email, password)
     assert response.status_code == 303, response.get_data(as_text=True)
     engine = client.application.extensions["pillars_engine"]
-    return client.get(emailed_link(engine, email.strip().lower(), "/confirm/"))
+    return confirm(client, emailed_link(engine, email.strip().lower(), "/confirm/"), password)
+
+
+def confirm(client: FlaskClient, link: str, password: str = PASSWORD) -> TestResponse:
+    """Open a confirmation link and send the password on the page it shows."""
+    return submit(client, link, {"password": password})
 
 
 def emailed_link(engine: Engine, to: str, path: str) -> str:

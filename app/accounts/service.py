@@ -84,7 +84,8 @@ def sign_up(session: Session, settings: Settings, email: str, password: str) -> 
 
 
 def confirm_address(session: Session, user: User) -> None:
-    """Mark `user`'s address as theirs: they followed a link sent to it.
+    """Mark `user`'s address as theirs: they followed a link sent to it and gave the
+    password chosen at sign-up (`confirm_with_password`), or set a new one by a reset link.
 
     Failed sign-ins made before are forgotten, as after a password change.
     """
@@ -123,15 +124,7 @@ def authenticate(
     not counted.
     """
     email = normalize_email(email)
-    # Sign-ins for one email wait for each other across every web process,
-    # so two concurrent guesses cannot both read "4 failures" and both try.
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:email))"),
-        {"namespace": LOGIN_LOCK_NAMESPACE, "email": email},
-    )
-    mine = LoginAttempt.email == email
-    _check_rate(session, settings, mine & (LoginAttempt.remote_addr == remote_addr), 1)
-    _check_rate(session, settings, mine, EMAIL_FACTOR)
+    _guard_password_check(session, settings, email, remote_addr)
     user = session.scalar(select(User).where(User.email == email))
     valid = check_password_hash(user.password_hash if user else _dummy_hash(), password)
     if user is not None and valid and user.confirmed_at is not None:
@@ -141,6 +134,44 @@ def authenticate(
         _mail_holder(session, settings, user, "accounts.send_welcome", "confirm-mail")
     session.add(LoginAttempt(email=email, remote_addr=remote_addr))
     return None
+
+
+def confirm_with_password(
+    session: Session, settings: Settings, user: User, password: str, remote_addr: str
+) -> bool:
+    """Confirm `user`'s address if `password` is the one chosen at sign-up; else count a
+    failed sign-in and return False.
+
+    The emailed link alone does not confirm: whoever signed up first with
+    someone else's address chose the password, and the link's holder must
+    know it (or reset it, which confirms too). A wrong password counts as a
+    failed sign-in for the account's email under `authenticate`'s limits and
+    raises `TooManyAttempts` likewise, so this form guesses no faster than
+    sign-in. On success every other session of the account ends. The caller
+    must commit in every case.
+    """
+    _guard_password_check(session, settings, user.email, remote_addr)
+    if not check_password_hash(user.password_hash, password):
+        session.add(LoginAttempt(email=user.email, remote_addr=remote_addr))
+        return False
+    confirm_address(session, user)  # forgets the failed sign-ins too
+    end_sessions(session, user)
+    return True
+
+
+def _guard_password_check(
+    session: Session, settings: Settings, email: str, remote_addr: str
+) -> None:
+    """Take the email's sign-in lock and raise `TooManyAttempts` if it failed too often."""
+    # Sign-ins for one email wait for each other across every web process,
+    # so two concurrent guesses cannot both read "4 failures" and both try.
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:email))"),
+        {"namespace": LOGIN_LOCK_NAMESPACE, "email": email},
+    )
+    mine = LoginAttempt.email == email
+    _check_rate(session, settings, mine & (LoginAttempt.remote_addr == remote_addr), 1)
+    _check_rate(session, settings, mine, EMAIL_FACTOR)
 
 
 def record_failed_sign_in(session: Session, email: str, remote_addr: str) -> None:

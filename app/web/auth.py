@@ -62,19 +62,50 @@ def signup() -> ResponseReturnValue:
     return _page("auth/signup.html", form)
 
 
-@bp.get("/confirm/<token>")
-def confirm(token: str) -> ResponseReturnValue:
-    """Confirm the address from the emailed link and sign in; the link works once.
+#: A wrong password on the confirmation page: the link's holder did not choose it.
+CONFIRM_FAILED = "That is not the password this account was made with."
 
-    A second visit (or a mail scanner's first) finds the link used: the page
-    says so and points to sign-in, which works once the address is confirmed.
+
+@bp.route("/confirm/<token>", methods=("GET", "POST"))
+def confirm(token: str) -> ResponseReturnValue:
+    """Confirm the address from the emailed link and the password chosen at sign-up.
+
+    A GET only shows the form, so a mail scanner that fetches the link uses
+    nothing up. The password is asked for because the link alone proves only
+    that its holder reads the mail: whoever signed up first with someone
+    else's address chose the password (the owner resets it instead, which
+    confirms too), and a link an attacker sends for their own account would
+    otherwise sign the victim's browser in to it. Wrong passwords count as
+    failed sign-ins, under the same limits and delays.
     """
     session = get_session()
     user = accounts.user_for_confirm_token(session, _settings().signing_key, token)
     if user is None:
         return render_template("auth/confirm_expired.html"), 400
-    accounts.confirm_address(session, user)
-    session.commit()
+    form = forms.ConfirmForm(request.form)
+    page = {"form": form, "email": user.email}
+    if request.method != "POST" or not form.validate():
+        status = 400 if request.method == "POST" else 200
+        return render_template("auth/confirm.html", **page), status
+    addr = limits.client_address()
+    delay = accounts.sign_in_delay(session, _settings(), addr)
+    session.commit()  # no transaction stays open while the answer waits
+    if delay:
+        pause(delay)
+    try:
+        confirmed = accounts.confirm_with_password(
+            session, _settings(), user, form.password.data or "", addr
+        )
+    except accounts.TooManyAttempts as exc:
+        wait = limits.retry_in(exc.retry_after)
+        forms.reject(form.password, f"Too many failed sign-ins. Try again in {wait}.")
+        retry = {"Retry-After": str(exc.retry_after)}
+        return render_template("auth/confirm.html", **page), 429, retry
+    session.commit()  # a failure must be counted, a success clears the count
+    if not confirmed:
+        forms.reject(form.password, CONFIRM_FAILED)
+        return render_template("auth/confirm.html", **page), 400
+    session.refresh(user)  # the new session generation
     sign_in(user)
     flash("Welcome! Your address is confirmed and your account is ready.")
     return _home()
