@@ -30,15 +30,17 @@ log = logging.getLogger(__name__)
 
 WELCOME = """Welcome to Pillars, {email}.
 
-Follow this link within {hours} hours to confirm your address and sign in:
+Follow this link within {hours} hours and enter the password you chose at
+sign-up to confirm your address and sign in:
 
 {link}
 
 Then upload a CSV at {site}/exports and we will build you a report with
 summary statistics and a chart. We email you when it is ready.
 
-If you did not sign up, ignore this email: without the link, the account
-cannot be used.
+If you did not sign up, ignore this email: without the link and that
+password, the account cannot be used. To take the address over, set a new
+password at {site}/forgot instead.
 """
 
 RESET = """Someone (we hope you) asked to reset the password for {email}.

@@ -2,10 +2,11 @@
 token in the path.
 
 A reset token in a log file is a password reset for whoever reads the logs,
-for an hour; a confirmation token signs in to a new account, for two days.
-Every field of an access-log line (request line, path, Referer and any other
-header or environ value a format may name) and the URI in gunicorn's "Error
-handling request" lines has the token replaced by `***`.
+for an hour; a confirmation token is half of what confirms a new account (the
+password chosen at sign-up is the other), for two days. Every field of an
+access-log line (request line, path, Referer and any other header or environ
+value a format may name) and the URI in gunicorn's "Error handling request"
+lines has the token replaced by `***`.
 """
 
 from __future__ import annotations
