@@ -368,6 +368,9 @@ class User(Base):
     #: Copied into the session cookie at sign-in; bumped on sign-out and password
     #: change, which ends every session signed in before, wherever its cookie went.
     session_generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    #: When the holder followed the emailed confirmation link (or reset the password);
+    #: until then the account cannot sign in, so sign-up never has to say an address is taken.
+    confirmed_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
     __table_args__ = (CheckConstraint("email = lower(email)", name="email_lower"),)
 

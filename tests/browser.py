@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 from sqlalchemy import Engine
 
 from tests.processes import start_module, stop, wait_for
+from tests.web import PASSWORD, emailed_link
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -86,3 +87,18 @@ def browser(tmp_path: Path) -> Iterator[BrowserContext]:
         context.set_default_timeout(DEADLINE_MS)
         yield context
         context.close()
+
+
+def sign_up(page: Page, site: str, db: Engine, email: str, password: str = PASSWORD) -> None:
+    """Sign up in the browser, follow the link the welcome email brings and give the
+    password, as a person does; the page ends signed in at /exports. The test runs the
+    mail queue itself."""
+    page.goto(f"{site}/signup")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("button:text('Sign up')")
+    expect(page.locator(".flash")).to_contain_text(f"We sent a message to {email}")
+    page.goto(site + emailed_link(db, email, "/confirm/"))
+    page.fill("#password", password)
+    page.click("button:text('Confirm')")
+    expect(page).to_have_url(f"{site}/exports")

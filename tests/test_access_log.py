@@ -26,6 +26,9 @@ from tests.processes import start_module, stop, wait_for
         ("https://site.example/reset/abc.def", "https://site.example/reset/***"),
         ("/reset%2Fabc.def", "/reset%2F***"),
         ("/exports/7 and /resetting", "/exports/7 and /resetting"),
+        ('"GET /confirm/abc.def-ghi HTTP/1.1"', '"GET /confirm/*** HTTP/1.1"'),
+        ("/confirm%2Fabc.def", "/confirm%2F***"),
+        ("/confirmed", "/confirmed"),
     ],
 )
 def test_mask_reset_tokens_hides_the_token_and_nothing_else(line: str, masked: str) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, text
 
 from tests import factory
 from tests.admin import state_of
-from tests.browser import DEADLINE_MS
+from tests.browser import DEADLINE_MS, sign_up
 from tests.processes import start, stop, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -26,11 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 def admin_page(site: str, browser: BrowserContext, db: Engine) -> Page:
     """A page signed in as an admin (signed up in the browser, promoted in the database)."""
     page = browser.new_page()
-    page.goto(f"{site}/signup")
-    page.fill("#email", "root@example.com")
-    page.fill("#password", "correct horse battery")
-    page.click("button:text('Sign up')")
-    expect(page).to_have_url(f"{site}/exports")
+    sign_up(page, site, db, "root@example.com")
     with db.begin() as conn:
         conn.execute(text("UPDATE users SET is_admin = true"))
         conn.execute(text("DELETE FROM jobs"))  # the welcome email: not this test's job

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, expect
+from sqlalchemy import Engine
 
-from tests.browser import DEADLINE_MS
+from tests.browser import DEADLINE_MS, sign_up
 from tests.processes import start, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -22,14 +23,14 @@ CSV = ("city,population,district\n" + ROWS).encode()
 
 
 def test_sign_up_upload_watch_the_report_finish_and_download_the_pdf(
-    site: str, browser: BrowserContext, process_env: dict[str, str], tmp_path: Path
+    site: str,
+    browser: BrowserContext,
+    db: Engine,
+    process_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     page = browser.new_page()
-    page.goto(f"{site}/signup")
-    page.fill("#email", "ada@example.com")
-    page.fill("#password", "correct horse battery")
-    page.click("button:text('Sign up')")
-    expect(page).to_have_url(f"{site}/exports")
+    sign_up(page, site, db, "ada@example.com")
 
     page.set_input_files("#file", {"name": "cities.csv", "mimeType": "text/csv", "buffer": CSV})
     page.click("button:text('Build the report')")

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import Engine, text
 
-from tests.browser import DEADLINE_MS
+from tests.browser import DEADLINE_MS, sign_up
 from tests.processes import start, stop, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -31,11 +31,7 @@ def process_env(process_env: dict[str, str]) -> dict[str, str]:
 def admin_page(site: str, browser: BrowserContext, db: Engine) -> Page:
     """A page signed in as an admin (signed up in the browser, promoted in the database)."""
     page = browser.new_page()
-    page.goto(f"{site}/signup")
-    page.fill("#email", "root@example.com")
-    page.fill("#password", "correct horse battery")
-    page.click("button:text('Sign up')")
-    expect(page).to_have_url(f"{site}/exports")
+    sign_up(page, site, db, "root@example.com")
     with db.begin() as conn:
         conn.execute(text("UPDATE users SET is_admin = true"))
         conn.execute(text("DELETE FROM jobs"))  # the welcome email: not this test's job

@@ -61,3 +61,18 @@ def test_downgrade_round_trip(empty_database: tuple[str, Config]) -> None:
     command.upgrade(config, "head")
     command.downgrade(config, "base")
     command.upgrade(config, "head")
+
+
+def test_users_made_before_confirmation_links_count_as_confirmed(
+    empty_database: tuple[str, Config],
+) -> None:
+    url, config = empty_database
+    command.upgrade(config, "0013_observability")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (email, password_hash) VALUES ('ada@x.test', 'h')"))
+    command.upgrade(config, "0014_confirm_address")
+    with engine.connect() as conn:
+        confirmed = conn.execute(text("SELECT confirmed_at = created_at FROM users")).scalar_one()
+    engine.dispose()
+    assert confirmed is True

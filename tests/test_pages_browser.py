@@ -32,7 +32,7 @@ from tests.accessibility import (
     too_wide,
     violations,
 )
-from tests.browser import DEADLINE_MS
+from tests.browser import DEADLINE_MS, sign_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -53,14 +53,6 @@ def process_env(process_env: dict[str, str]) -> dict[str, str]:
     return {**process_env, "JOB_MODULES": "tests.jobs,tests.schedules"}
 
 
-def sign_up(page: Page, site: str) -> None:
-    page.goto(f"{site}/signup")
-    page.fill("#email", EMAIL)
-    page.fill("#password", PASSWORD)
-    page.click("button:text('Sign up')")
-    expect(page).to_have_url(f"{site}/exports")
-
-
 @pytest.fixture
 def shots(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("PILLARS_SCREENSHOTS") or tmp_path / "screenshots")
@@ -73,7 +65,7 @@ def signed_in(site: str, browser: BrowserContext, db: Engine) -> Iterator[Page]:
     """An admin with an export built, jobs in every state, and an action on record."""
     add_axe(browser)
     page = browser.new_page()
-    sign_up(page, site)
+    sign_up(page, site, db, EMAIL, PASSWORD)
     page.set_input_files("#file", {"name": "sales-2026.csv", "mimeType": "text/csv", "buffer": CSV})
     page.click("button:text('Build the report')")
     expect(page).to_have_url(re.compile(r"/exports/\d+$"))
@@ -203,7 +195,7 @@ def test_the_job_list_shows_new_jobs_by_itself_but_not_while_rows_are_ticked(
     site: str, browser: BrowserContext, db: Engine
 ) -> None:
     page = browser.new_page()
-    sign_up(page, site)
+    sign_up(page, site, db, EMAIL, PASSWORD)
     with db.begin() as conn:
         conn.execute(text("UPDATE users SET is_admin = true"))
         conn.execute(text("DELETE FROM jobs"))
@@ -237,7 +229,7 @@ def test_ticked_rows_are_cancelled_from_the_list_in_a_real_browser(
     site: str, browser: BrowserContext, db: Engine
 ) -> None:
     page = browser.new_page()
-    sign_up(page, site)
+    sign_up(page, site, db, EMAIL, PASSWORD)
     with db.begin() as conn:
         conn.execute(text("UPDATE users SET is_admin = true"))
         conn.execute(text("DELETE FROM jobs"))

@@ -10,7 +10,11 @@ from email.message import Message
 from pathlib import Path
 
 from flask.testing import FlaskClient
+from sqlalchemy import Engine
 from werkzeug.test import TestResponse
+
+from app.config import get_settings
+from app.jobs.testing import drain
 
 PASSWORD = "correct horse battery"
 CSV = b"city,population,area\nOslo,709000,454\nBergen,291000,445\nTromso,77000,2521\n"
@@ -32,8 +36,42 @@ def submit(
     return client.post(path, data={**data, "csrf_token": token})
 
 
-def sign_up(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResponse:
+def ask_to_sign_up(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResponse:
+    """Send the sign-up form: the answer is the same whether or not the address is taken."""
     return submit(client, "/signup", {"email": email, "password": password})
+
+
+def sign_up(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResponse:
+    """Sign up as a person does: send the form, follow the link the welcome email brings
+    (sent here by running the mail queue) and give the password on the page it opens.
+    Returns the password form's answer; `client` is signed in after it."""
+    response = ask_to_sign_up(client, email, password)
+    assert response.status_code == 303, response.get_data(as_text=True)
+    engine = client.application.extensions["pillars_engine"]
+    return confirm(client, emailed_link(engine, email.strip().lower(), "/confirm/"), password)
+
+
+def confirm(client: FlaskClient, link: str, password: str = PASSWORD) -> TestResponse:
+    """Open a confirmation link and send the password on the page it shows."""
+    return submit(client, link, {"password": password})
+
+
+def emailed_link(engine: Engine, to: str, path: str) -> str:
+    """Run the mail queue here, as the worker would, and return the link starting with
+    `path` in the one message it sent to `to`."""
+    folder = Path(get_settings().mail_dir)
+    before = set(folder.glob("*.eml"))
+    drain(engine, queues=["mail"])
+    fresh = [message_from_bytes(p.read_bytes()) for p in set(folder.glob("*.eml")) - before]
+    [message] = [m for m in fresh if m["To"] == to]
+    return link(message, path)
+
+
+def link(message: Message, path: str) -> str:
+    """The site-relative link starting with `path` (e.g. `/confirm/`) in an email."""
+    match = re.search(rf"https?://[^/\s]+({re.escape(path)}\S+)", body(message))
+    assert match, f"no {path} link in {message['Subject']!r}"
+    return match.group(1)
 
 
 def log_in(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResponse:

@@ -11,6 +11,8 @@ from app.accounts.service import (
     TooManyAttempts,
     authenticate,
     change_password,
+    confirm_address,
+    confirm_with_password,
     end_sessions,
     normalize_email,
     record_failed_sign_in,
@@ -18,13 +20,22 @@ from app.accounts.service import (
     sign_in_delay,
     sign_up,
 )
-from app.accounts.tokens import fingerprint, reset_token, user_for_reset_token
+from app.accounts.tokens import (
+    confirm_token,
+    fingerprint,
+    reset_token,
+    user_for_confirm_token,
+    user_for_reset_token,
+)
 
 __all__ = [
     "RateLimited",
     "TooManyAttempts",
     "authenticate",
     "change_password",
+    "confirm_address",
+    "confirm_token",
+    "confirm_with_password",
     "end_sessions",
     "fingerprint",
     "normalize_email",
@@ -33,5 +44,6 @@ __all__ = [
     "reset_token",
     "sign_in_delay",
     "sign_up",
+    "user_for_confirm_token",
     "user_for_reset_token",
 ]

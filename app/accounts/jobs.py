@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session
 from app import mail
 from app.accounts import ratelimit
 from app.accounts.service import seconds_ago
-from app.accounts.tokens import RESET_MAX_AGE, RESET_PATH, reset_token
+from app.accounts.tokens import (
+    CONFIRM_MAX_AGE,
+    CONFIRM_PATH,
+    RESET_MAX_AGE,
+    RESET_PATH,
+    confirm_token,
+    reset_token,
+)
 from app.jobs import JobContext, job
 from app.models import LoginAttempt, User
 
@@ -23,8 +30,17 @@ log = logging.getLogger(__name__)
 
 WELCOME = """Welcome to Pillars, {email}.
 
-Upload a CSV at {site}/exports and we will build you a report with summary
-statistics and a chart. We email you when it is ready.
+Follow this link within {hours} hours and enter the password you chose at
+sign-up to confirm your address and sign in:
+
+{link}
+
+Then upload a CSV at {site}/exports and we will build you a report with
+summary statistics and a chart. We email you when it is ready.
+
+If you did not sign up, ignore this email: without the link and that
+password, the account cannot be used. To take the address over, set a new
+password at {site}/forgot instead.
 """
 
 RESET = """Someone (we hope you) asked to reset the password for {email}.
@@ -54,11 +70,15 @@ def _user(engine: Engine, user_id: int) -> User | None:
 
 @job("accounts.send_welcome", queue="mail", max_attempts=5)
 def send_welcome(user_id: int, ctx: JobContext) -> None:
-    """Email a new user; does nothing if the account is gone by now."""
+    """Email a new user the link that confirms their address (sent again on a sign-in
+    with the right password before that); does nothing if the account is gone or
+    confirmed by now."""
     settings, user = ctx.settings, _user(ctx.engine, user_id)
-    if user is None:
+    if user is None or user.confirmed_at is not None:
         return
-    body = WELCOME.format(email=user.email, site=settings.site_url)
+    link = settings.site_url + CONFIRM_PATH + confirm_token(settings.signing_key, user)
+    hours = CONFIRM_MAX_AGE // 3600
+    body = WELCOME.format(email=user.email, site=settings.site_url, hours=hours, link=link)
     key = f"job-{ctx.job_id}"
     mail.send(settings, mail.compose(settings, user.email, "Welcome to Pillars", body, key), key)
 

@@ -53,37 +53,55 @@ def _dummy_hash() -> str:
     return generate_password_hash("no account has this password")
 
 
-def sign_up(session: Session, settings: Settings, email: str, password: str) -> User | None:
-    """Add a user and queue their welcome email in the caller's transaction.
+def sign_up(session: Session, settings: Settings, email: str, password: str) -> None:
+    """Add an unconfirmed user and queue their welcome email, with its confirmation link.
 
-    Returns None when the address has an account already: its holder is told
-    by email instead ("someone tried to sign up with your address"), at most
-    once per `account_mail_rate`, so the page never has to say so. The unique
-    constraint decides a race; a savepoint keeps the session usable.
+    The caller answers the same whichever way it went, so the page never says
+    whether the address had an account: the password is hashed either way
+    (the time taken does not tell), a new account signs in only once its
+    link is followed, and a taken address's holder is told by email instead
+    ("someone tried to sign up with your address"). Each account gets at most
+    one such email per `account_mail_rate`. The unique constraint decides a
+    race; a savepoint keeps the session usable.
     """
     email = normalize_email(email)
+    password_hash = generate_password_hash(password)
     holder = session.scalar(select(User).where(User.email == email))
     if holder is None:
-        user = User(email=email, password_hash=generate_password_hash(password))
+        user = User(email=email, password_hash=password_hash)
         try:
             with session.begin_nested():
                 session.add(user)
         except IntegrityError:
             holder = session.scalar(select(User).where(User.email == email))
         else:
-            enqueue(
-                session, "accounts.send_welcome", {"user_id": user.id}, context=f"user {user.id}"
-            )
-            return user
+            _mail_holder(session, settings, user, "accounts.send_welcome", "confirm-mail")
+            return
     if holder is not None:
+        # Never a confirmation link here: it would confirm whatever password this
+        # sign-up chose, for whoever chose it. The holder can reset it instead.
         _mail_holder(session, settings, holder, "accounts.send_signup_attempt")
-    return None
 
 
-def _mail_holder(session: Session, settings: Settings, user: User, job: str) -> None:
-    """Queue `job` for `user` unless they were sent one within `account_mail_rate`."""
+def confirm_address(session: Session, user: User) -> None:
+    """Mark `user`'s address as theirs: they followed a link sent to it and gave the
+    password chosen at sign-up (`confirm_with_password`), or set a new one by a reset link.
+
+    Failed sign-ins made before are forgotten, as after a password change.
+    """
+    if user.confirmed_at is None:
+        user.confirmed_at = session.scalar(select(func.now()))
+        session.execute(delete(LoginAttempt).where(LoginAttempt.email == user.email))
+
+
+def _mail_holder(
+    session: Session, settings: Settings, user: User, job: str, kind: str = "account-mail"
+) -> None:
+    """Queue `job` for `user` unless they were sent one of this `kind` within
+    `account_mail_rate`. Confirmation links count apart from the rest, so a new
+    account's welcome does not hold back a reset link asked for right after."""
     try:
-        ratelimit.hit(session, [(f"account-mail:{user.id}", settings.account_mail_rate)])
+        ratelimit.hit(session, [(f"{kind}:{user.id}", settings.account_mail_rate)])
     except ratelimit.RateLimited:
         return  # said nothing either way: the page looks the same
     enqueue(session, job, {"user_id": user.id}, context=f"user {user.id}")
@@ -94,6 +112,11 @@ def authenticate(
 ) -> User | None:
     """Return the user if the password is right, else record the failure and return None.
 
+    An account not yet confirmed fails as a wrong password does (counted, and
+    None), so sign-in does not tell what sign-up hides; only when its password
+    is right is the confirmation link sent again, as often as
+    `account_mail_rate` allows.
+
     Raises `TooManyAttempts` before checking anything once this email has
     failed too often from this address, or from all addresses together,
     within LOGIN_WINDOW. The client address alone never refuses (see
@@ -101,6 +124,45 @@ def authenticate(
     not counted.
     """
     email = normalize_email(email)
+    _guard_password_check(session, settings, email, remote_addr)
+    user = session.scalar(select(User).where(User.email == email))
+    valid = check_password_hash(user.password_hash if user else _dummy_hash(), password)
+    if user is not None and valid and user.confirmed_at is not None:
+        session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
+        return user
+    if user is not None and valid:
+        _mail_holder(session, settings, user, "accounts.send_welcome", "confirm-mail")
+    session.add(LoginAttempt(email=email, remote_addr=remote_addr))
+    return None
+
+
+def confirm_with_password(
+    session: Session, settings: Settings, user: User, password: str, remote_addr: str
+) -> bool:
+    """Confirm `user`'s address if `password` is the one chosen at sign-up; else count a
+    failed sign-in and return False.
+
+    The emailed link alone does not confirm: whoever signed up first with
+    someone else's address chose the password, and the link's holder must
+    know it (or reset it, which confirms too). A wrong password counts as a
+    failed sign-in for the account's email under `authenticate`'s limits and
+    raises `TooManyAttempts` likewise, so this form guesses no faster than
+    sign-in. On success every other session of the account ends. The caller
+    must commit in every case.
+    """
+    _guard_password_check(session, settings, user.email, remote_addr)
+    if not check_password_hash(user.password_hash, password):
+        session.add(LoginAttempt(email=user.email, remote_addr=remote_addr))
+        return False
+    confirm_address(session, user)  # forgets the failed sign-ins too
+    end_sessions(session, user)
+    return True
+
+
+def _guard_password_check(
+    session: Session, settings: Settings, email: str, remote_addr: str
+) -> None:
+    """Take the email's sign-in lock and raise `TooManyAttempts` if it failed too often."""
     # Sign-ins for one email wait for each other across every web process,
     # so two concurrent guesses cannot both read "4 failures" and both try.
     session.execute(
@@ -110,13 +172,6 @@ def authenticate(
     mine = LoginAttempt.email == email
     _check_rate(session, settings, mine & (LoginAttempt.remote_addr == remote_addr), 1)
     _check_rate(session, settings, mine, EMAIL_FACTOR)
-    user = session.scalar(select(User).where(User.email == email))
-    valid = check_password_hash(user.password_hash if user else _dummy_hash(), password)
-    if user is not None and valid:
-        session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
-        return user
-    session.add(LoginAttempt(email=email, remote_addr=remote_addr))
-    return None
 
 
 def record_failed_sign_in(session: Session, email: str, remote_addr: str) -> None:
@@ -197,7 +252,9 @@ def end_sessions(session: Session, user: User) -> None:
 
 
 def change_password(session: Session, user: User, password: str) -> None:
-    """Set a new password; old reset links and every signed-in session stop working."""
+    """Set a new password from a reset link; old reset links and every signed-in session
+    stop working. The link came by email, so an unconfirmed address is confirmed too."""
+    confirm_address(session, user)
     user.password_hash = generate_password_hash(password)
     end_sessions(session, user)
     session.execute(delete(LoginAttempt).where(LoginAttempt.email == user.email))

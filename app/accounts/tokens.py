@@ -1,8 +1,9 @@
-"""Password-reset tokens: signed, short-lived, and dead once the password changes.
+"""Emailed tokens: signed, short-lived, and dead once used. No table is needed.
 
-The token carries a fingerprint of the current password hash, so it works
-once: resetting the password changes the hash and every older token with it.
-No table is needed.
+A reset token carries a fingerprint of the current password hash, so it
+works once: resetting the password changes the hash and every older token
+with it. A confirmation token works only while the account is unconfirmed,
+so it too works once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from app.models import User
 RESET_MAX_AGE = 3600
 #: The site's path for a reset link; the worker builds links, the web tier serves them.
 RESET_PATH = "/reset/"
+#: How long a confirmation link works, in seconds: long enough for mail that is read tomorrow.
+CONFIRM_MAX_AGE = 2 * 24 * 3600
+#: The site's path for a confirmation link.
+CONFIRM_PATH = "/confirm/"
 
 
 def fingerprint(password_hash: str) -> str:
@@ -25,8 +30,8 @@ def fingerprint(password_hash: str) -> str:
     return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
-def _serializer(secret_key: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key, salt="password-reset")
+def _serializer(secret_key: str, salt: str = "password-reset") -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt=salt)
 
 
 def reset_token(secret_key: str, user: User) -> str:
@@ -46,5 +51,26 @@ def user_for_reset_token(
         return None
     user = session.get(User, data["user"])
     if user is None or fingerprint(user.password_hash) != data.get("pw"):
+        return None
+    return user
+
+
+def confirm_token(secret_key: str, user: User) -> str:
+    """Return a token that confirms `user`'s address once, for CONFIRM_MAX_AGE."""
+    return _serializer(secret_key, "confirm-address").dumps({"user": user.id, "email": user.email})
+
+
+def user_for_confirm_token(
+    session: Session, secret_key: str, token: str, max_age: int = CONFIRM_MAX_AGE
+) -> User | None:
+    """Return the unconfirmed user a valid token is for; None if forged, expired or used."""
+    try:
+        data = _serializer(secret_key, "confirm-address").loads(token, max_age=max_age)
+    except BadSignature:  # also SignatureExpired, a subclass
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("user"), int):
+        return None
+    user = session.get(User, data["user"])
+    if user is None or user.confirmed_at is not None or user.email != data.get("email"):
         return None
     return user

@@ -1,9 +1,12 @@
-"""gunicorn's logger, minus the secrets in URLs: reset links carry their token in the path.
+"""gunicorn's logger, minus the secrets in URLs: reset and confirmation links carry their
+token in the path.
 
 A reset token in a log file is a password reset for whoever reads the logs,
-for an hour. Every field of an access-log line (request line, path, Referer
-and any other header or environ value a format may name) and the URI in
-gunicorn's "Error handling request" lines has it replaced by `***`.
+for an hour; a confirmation token is half of what confirms a new account (the
+password chosen at sign-up is the other), for two days. Every field of an
+access-log line (request line, path, Referer and any other header or environ
+value a format may name) and the URI in gunicorn's "Error handling request"
+lines has the token replaced by `***`.
 """
 
 from __future__ import annotations
@@ -16,19 +19,21 @@ from typing import Any
 from gunicorn import glogging
 
 from app import logs
-from app.accounts.tokens import RESET_PATH
+from app.accounts.tokens import CONFIRM_PATH, RESET_PATH
 
 MASK = "***"
-#: The token is everything after the reset path up to a query, fragment, quote or space;
+#: The token is everything after a token path up to a query, fragment, quote or space;
 #: `%2F` stands for the slash in a raw request line that spells it encoded.
-_RESET_TOKEN = re.compile(
-    re.escape(RESET_PATH.rstrip("/")) + r"(/|%2[fF])[^\s?#\"]+", flags=re.IGNORECASE
+_TOKEN = re.compile(
+    "(" + "|".join(re.escape(p.rstrip("/")) for p in (RESET_PATH, CONFIRM_PATH)) + ")"
+    r"(/|%2[fF])[^\s?#\"]+",
+    flags=re.IGNORECASE,
 )
 
 
 def mask_reset_tokens(text: str) -> str:
-    """`text` with the token of every reset path in it replaced by `***`."""
-    return _RESET_TOKEN.sub(lambda m: f"{RESET_PATH.rstrip('/')}{m[1]}{MASK}", text)
+    """`text` with the token of every reset or confirmation path in it replaced by `***`."""
+    return _TOKEN.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
 
 
 def _masked(value: Any) -> Any:

@@ -17,6 +17,13 @@ from app.web.users import safe_next, sign_in, sign_out
 
 bp = Blueprint("auth", __name__)
 
+#: The one answer to every failed sign-in: a wrong password, an unknown email and an
+#: unconfirmed account (whose right password also sends its link again) look alike.
+SIGN_IN_FAILED = (
+    "The email or the password is wrong, or, if you have just signed up, "
+    "follow the link we emailed you."
+)
+
 #: How a slowed sign-in waits; a seam so tests can see the wait without sitting through it.
 pause = time.sleep
 
@@ -37,25 +44,71 @@ def _settings() -> Settings:
 
 @bp.route("/signup", methods=("GET", "POST"))
 def signup() -> ResponseReturnValue:
-    """Create the account and queue its welcome email in one transaction, then sign in.
+    """Create an unconfirmed account and queue its welcome email in one transaction.
 
-    A taken address gets the same kind of answer as a new one would when
-    mail is involved: its holder is emailed, and the page does not say why.
+    The answer is the same whether or not the address has an account: either
+    way a message goes to it (the confirmation link, or "someone tried to
+    sign up" for its holder), and only following that link signs in.
     """
     form = forms.SignupForm(request.form)
     if request.method == "POST" and form.validate():
         session = get_session()
         limits.enforce(limits.signups())
-        email, password = form.email.data or "", form.password.data or ""
-        user = accounts.sign_up(session, _settings(), email, password)
+        email = form.email.data or ""
+        accounts.sign_up(session, _settings(), email, form.password.data or "")
         session.commit()
-        if user is None:
-            flash(f"We sent a message to {accounts.normalize_email(email)}: follow it to go on.")
-            return redirect(url_for("auth.login"), 303)
-        sign_in(user)
-        flash("Welcome! Your account is ready.")
-        return _home()
+        flash(f"We sent a message to {accounts.normalize_email(email)}: follow it to go on.")
+        return redirect(url_for("auth.login"), 303)
     return _page("auth/signup.html", form)
+
+
+#: A wrong password on the confirmation page: the link's holder did not choose it.
+CONFIRM_FAILED = "That is not the password this account was made with."
+
+
+@bp.route("/confirm/<token>", methods=("GET", "POST"))
+def confirm(token: str) -> ResponseReturnValue:
+    """Confirm the address from the emailed link and the password chosen at sign-up.
+
+    A GET only shows the form, so a mail scanner that fetches the link uses
+    nothing up. The password is asked for because the link alone proves only
+    that its holder reads the mail: whoever signed up first with someone
+    else's address chose the password (the owner resets it instead, which
+    confirms too), and a link an attacker sends for their own account would
+    otherwise sign the victim's browser in to it. Wrong passwords count as
+    failed sign-ins, under the same limits and delays.
+    """
+    session = get_session()
+    user = accounts.user_for_confirm_token(session, _settings().signing_key, token)
+    if user is None:
+        return render_template("auth/confirm_expired.html"), 400
+    form = forms.ConfirmForm(request.form)
+    page = {"form": form, "email": user.email}
+    if request.method != "POST" or not form.validate():
+        status = 400 if request.method == "POST" else 200
+        return render_template("auth/confirm.html", **page), status
+    addr = limits.client_address()
+    delay = accounts.sign_in_delay(session, _settings(), addr)
+    session.commit()  # no transaction stays open while the answer waits
+    if delay:
+        pause(delay)
+    try:
+        confirmed = accounts.confirm_with_password(
+            session, _settings(), user, form.password.data or "", addr
+        )
+    except accounts.TooManyAttempts as exc:
+        wait = limits.retry_in(exc.retry_after)
+        forms.reject(form.password, f"Too many failed sign-ins. Try again in {wait}.")
+        retry = {"Retry-After": str(exc.retry_after)}
+        return render_template("auth/confirm.html", **page), 429, retry
+    session.commit()  # a failure must be counted, a success clears the count
+    if not confirmed:
+        forms.reject(form.password, CONFIRM_FAILED)
+        return render_template("auth/confirm.html", **page), 400
+    session.refresh(user)  # the new session generation
+    sign_in(user)
+    flash("Welcome! Your address is confirmed and your account is ready.")
+    return _home()
 
 
 @bp.route("/login", methods=("GET", "POST"))
@@ -88,7 +141,7 @@ def login() -> ResponseReturnValue:
     if user is not None:
         sign_in(user)
         return redirect(safe_next(request.args.get("next")) or url_for("exports.index"), 303)
-    forms.reject(form.password, "The email or the password is wrong.")
+    forms.reject(form.password, SIGN_IN_FAILED)
     return _page("auth/login.html", form)
 
 

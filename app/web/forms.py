@@ -80,6 +80,10 @@ class LoginForm(Form):
     password = PasswordField("Password", [InputRequired("Enter your password.")])
 
 
+class ConfirmForm(Form):
+    password = PasswordField("Password", [InputRequired("Enter your password.")])
+
+
 class ForgotForm(Form):
     email = EmailField("Email", EMAIL, filters=[strip])
 
