@@ -60,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     # Handlers share the process's engine (WORKER_DB_POOL), with any code of
     # theirs that asks `app.db.get_engine()` for it.
     worker = Worker(engine, settings, queues=queues, handler_engine=get_engine())
-    logs.set_process(worker_id=worker.id)
     worker.install_signal_handlers()
     return worker.run()
 

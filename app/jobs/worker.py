@@ -73,6 +73,8 @@ class Worker:
         self.queues = list(queues) if queues else None
         self.concurrency = concurrency or settings.worker_concurrency
         self.id = new_process_id()
+        # On every line this process logs (one worker per process).
+        logs.set_process(worker_id=self.id)
         self.stopping = threading.Event()
         #: Set once every held job is saved or released: the helpers may go.
         self.finished = threading.Event()
@@ -332,13 +334,12 @@ class Worker:
     # -- what the threads call ------------------------------------------------
 
     def _execute(self, job: Claimed) -> Outcome:
-        with logs.bound(worker_id=self.id):
-            outcome, took = observed.attempt(
-                job,
-                self.handler_engine,
-                self.settings,
-                lambda fraction, message: self._progress(job, fraction, message),
-            )
+        outcome, took = observed.attempt(
+            job,
+            self.handler_engine,
+            self.settings,
+            lambda fraction, message: self._progress(job, fraction, message),
+        )
         # A moving mean of recent run times (a race between threads only blurs it).
         self._mean_run = took if self._mean_run is None else 0.9 * self._mean_run + 0.1 * took
         return outcome
