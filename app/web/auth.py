@@ -6,6 +6,7 @@ import time
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 from wtforms import Form
 
@@ -88,10 +89,7 @@ def confirm(token: str) -> ResponseReturnValue:
         status = 400 if request.method == "POST" else 200
         return render_template("auth/confirm.html", **page), status
     addr = limits.client_address()
-    delay = accounts.sign_in_delay(session, _settings(), addr)
-    session.commit()  # no transaction stays open while the answer waits
-    if delay:
-        pause(delay)
+    _slow_down(session, addr)
     try:
         confirmed = accounts.confirm_with_password(
             session, _settings(), user, form.password.data or "", addr
@@ -111,6 +109,14 @@ def confirm(token: str) -> ResponseReturnValue:
     return _home()
 
 
+def _slow_down(session: Session, addr: str) -> None:
+    """Wait as long as failed sign-ins from `addr` have earned, with no transaction open."""
+    delay = accounts.sign_in_delay(session, _settings(), addr)
+    session.commit()
+    if delay:
+        pause(delay)
+
+
 @bp.route("/login", methods=("GET", "POST"))
 def login() -> ResponseReturnValue:
     """Sign in, counting failures in the database so every web process sees the same limit."""
@@ -124,10 +130,7 @@ def login() -> ResponseReturnValue:
             accounts.record_failed_sign_in(session, form.email.data, addr)
             session.commit()
         return _page("auth/login.html", form)
-    delay = accounts.sign_in_delay(session, _settings(), addr)
-    session.commit()  # no transaction stays open while the answer waits
-    if delay:
-        pause(delay)
+    _slow_down(session, addr)
     try:
         user = accounts.authenticate(
             session, _settings(), form.email.data or "", form.password.data or "", addr
