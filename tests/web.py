@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from werkzeug.test import TestResponse
 
-from app.config import get_settings
+from app.config import Settings
 from app.jobs.testing import drain
 
 PASSWORD = "correct horse battery"
@@ -48,7 +48,10 @@ def sign_up(client: FlaskClient, email: str, password: str = PASSWORD) -> TestRe
     response = ask_to_sign_up(client, email, password)
     assert response.status_code == 303, response.get_data(as_text=True)
     engine = client.application.extensions["pillars_engine"]
-    return confirm(client, emailed_link(engine, email.strip().lower(), "/confirm/"), password)
+    settings = client.application.config["PILLARS_SETTINGS"]
+    return confirm(
+        client, emailed_link(engine, email.strip().lower(), "/confirm/", settings), password
+    )
 
 
 def confirm(client: FlaskClient, link: str, password: str = PASSWORD) -> TestResponse:
@@ -56,12 +59,14 @@ def confirm(client: FlaskClient, link: str, password: str = PASSWORD) -> TestRes
     return submit(client, link, {"password": password})
 
 
-def emailed_link(engine: Engine, to: str, path: str) -> str:
-    """Run the mail queue here, as the worker would, and return the link starting with
-    `path` in the one message it sent to `to`."""
-    folder = Path(get_settings().mail_dir)
+def emailed_link(engine: Engine, to: str, path: str, settings: Settings | None = None) -> str:
+    """Run the mail queue here, as the worker would (with `settings`, by default the
+    environment's now), and return the link starting with `path` in the one message it
+    sent to `to`."""
+    settings = settings or Settings.from_env()
+    folder = Path(settings.mail_dir)
     before = set(folder.glob("*.eml"))
-    drain(engine, queues=["mail"])
+    drain(engine, queues=["mail"], settings=settings)
     fresh = [message_from_bytes(p.read_bytes()) for p in set(folder.glob("*.eml")) - before]
     [message] = [m for m in fresh if m["To"] == to]
     return link(message, path)

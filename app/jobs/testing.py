@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.jobs import claims, observed
 from app.models import Job
 
@@ -44,10 +44,10 @@ def drain(
 
     Jobs a failure pushed into the future (backoff) are not due, so they stop
     the drain rather than spin it. Commits as it goes, like the worker.
-    Handlers get `engine` and `settings` (by default, the environment's) in
-    their `JobContext`.
+    Handlers get `engine` and `settings` (by default, read from the
+    environment now, not the process's cached settings) in their `JobContext`.
     """
-    settings = settings or get_settings()
+    settings = settings or Settings.from_env()
     worker_id = f"drain:{uuid.uuid4().hex[:8]}"
     drained = Drained()
     while drained.total < max_jobs:
