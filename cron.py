@@ -14,8 +14,11 @@ import sys
 
 from dotenv import load_dotenv
 
+from app import shutdown
+
 
 def main() -> int:
+    shutdown.defer()
     load_dotenv()
     from app import logs, preflight, tracing
     from app.config import ConfigError, get_settings
@@ -40,6 +43,8 @@ def main() -> int:
     logs.set_process(worker_id=scheduler.id)
     signal.signal(signal.SIGTERM, lambda signum, frame: scheduler.stop())
     signal.signal(signal.SIGINT, lambda signum, frame: scheduler.stop())
+    if shutdown.honoured("cron"):
+        return 0
     return scheduler.run()
 
 

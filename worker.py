@@ -15,12 +15,15 @@ import sys
 
 from dotenv import load_dotenv
 
+from app import shutdown
+
 #: Connections a worker holds for itself, besides its presence and its handlers'
 #: pool: the loop's, the heartbeat's, and one for promotions and progress.
 OWN_CONNECTIONS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
+    shutdown.defer()
     load_dotenv()
     from app import logs, preflight, tracing
     from app.config import ConfigError, get_settings
@@ -61,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     # theirs that asks `app.db.get_engine()` for it.
     worker = Worker(engine, settings, queues=queues, handler_engine=get_engine())
     worker.install_signal_handlers()
+    if shutdown.honoured("worker"):
+        return 0
     return worker.run()
 
 

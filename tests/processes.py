@@ -51,6 +51,16 @@ def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, what: str = "
         time.sleep(0.05)
 
 
+def catches(process: subprocess.Popen[bytes], signum: int) -> bool:
+    """Whether `process` has a handler installed for `signum` (its SigCgt mask in /proc)."""
+    try:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
 def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
     """Terminate `process` if it still runs and return its exit code."""
     if process.poll() is None:

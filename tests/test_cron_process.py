@@ -7,6 +7,7 @@ moved, so downtime is simulated by moving `cron_state.last_run_at` back.
 from __future__ import annotations
 
 import random
+import signal
 import subprocess
 import time
 from datetime import datetime, timedelta
@@ -17,7 +18,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app.cron import control, load_schedules
-from tests.processes import start, stop, wait_for
+from tests.processes import catches, start, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +81,22 @@ def test_cron_registers_enqueues_and_stops_cleanly_on_sigterm(
     assert scalar(db, "SELECT count(*) FROM workers") == 0
     assert occurrences(db, "test.removed") == []
     assert_every_second_once(db)
+
+
+def test_cron_stopped_while_starting_exits_zero_and_enqueues_nothing(
+    db: Engine, cron_env: dict[str, str], tmp_path: Path
+) -> None:
+    log = tmp_path / "cron.log"
+    cron = start("cron.py", cron_env, log=log)
+    try:
+        wait_for(lambda: catches(cron, signal.SIGTERM), what="cron to catch SIGTERM")
+        cron.send_signal(signal.SIGTERM)
+        assert cron.wait(30) == 0, log.read_text()
+    finally:
+        stop(cron)
+    assert "stopped while starting" in log.read_text()
+    assert scalar(db, "SELECT count(*) FROM jobs") == 0
+    assert scalar(db, "SELECT count(*) FROM workers") == 0
 
 
 def test_cron_down_for_three_hours_enqueues_per_missed_run_policy(

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.jobs import JobRequest, enqueue, enqueue_many
 from tests import factory
-from tests.processes import ROOT, start, stop, wait_for
+from tests.processes import ROOT, catches, start, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +65,26 @@ def test_worker_wakes_on_notify_for_jobs_enqueued_later(
         wait_for(lambda: job(db, job_id).state == "succeeded", timeout=10, what="pickup")
     finally:
         assert stop(worker) == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_asked_for_while_starting_exits_zero_before_any_claim(
+    db: Engine, process_env: dict[str, str], tmp_path: Path, signum: int
+) -> None:
+    """A rolling deploy may stop a successor that is still importing: no -15, no traceback."""
+    job_id = factory.job(db, "test.add", {"a": 1})
+    log = tmp_path / "w.log"
+    worker = start("worker.py", process_env, log=log)
+    try:
+        wait_for(lambda: catches(worker, signal.SIGTERM), what="the worker to catch SIGTERM")
+        worker.send_signal(signum)
+        assert worker.wait(30) == 0, log.read_text()
+    finally:
+        stop(worker)
+    assert " started: " not in log.read_text()
+    assert "Traceback" not in log.read_text()
+    assert "stopped while starting" in log.read_text()
+    assert job(db, job_id).state == "queued"
 
 
 def test_sigterm_lets_a_short_job_finish_then_exits_zero(

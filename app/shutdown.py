@@ -1,0 +1,40 @@
+"""A stop asked for while a pillar is still starting is kept, never fatal.
+
+Importing the app, loading job modules and checking the database take about
+a second. A platform rolling a release out, or a developer's Ctrl-C, may
+stop a process inside that second; left to the default action, SIGTERM
+kills it (exit -15, which supervisors count as a crash) and SIGINT prints a
+KeyboardInterrupt traceback. `worker.py` and `cron.py` call `defer()` first
+and, once their own handlers are in place, `honoured()`: a stop that came
+early then ends the process with exit 0 before any claim or enqueue. This
+module imports nothing of the app's, so deferring happens before the slow
+imports and costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+_received: list[int] = []
+
+
+def defer() -> None:
+    """Remember SIGTERM and SIGINT until the process installs its own handlers."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _remember)
+
+
+def honoured(process: str) -> bool:
+    """Whether a stop arrived while starting (logged); the caller then exits 0."""
+    if not _received:
+        return False
+    logging.getLogger(__name__).info(
+        "%s stopped while starting (signal %d): nothing claimed or enqueued", process, _received[0]
+    )
+    return True
+
+
+def _remember(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
