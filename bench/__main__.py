@@ -254,7 +254,11 @@ def main() -> int:
         if "curve" in args.parts:
             from bench import curve
 
-            points = {k: curve.point(r.pillars, sizes.drain, k) for k in curve.PROCESSES}
+            points = {
+                (k, c): curve.point(r.pillars, sizes.drain, k, c)
+                for c in curve.CONCURRENCIES
+                for k in curve.PROCESSES
+            }
             print("\n" + curve.render(points), flush=True)
         if "profile" in args.parts:
             from bench.profile import profile

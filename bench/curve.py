@@ -1,10 +1,13 @@
 """Throughput from 1 to 8 worker processes, and who is busy: Python or PostgreSQL.
 
 `python3 dev.py bench --only curve`. Each point drains the same no-op backlog
-with N default workers (concurrency 10) and reads, from /proc, the CPU time
-the worker processes and the server's backends used meanwhile. Where the
-backends' share keeps growing while the rate stops, the database (on this
-machine: its two cores, its disk) is the limit, not the workers.
+with N workers, at the default concurrency 10 and at 50, and reads, from
+/proc, the CPU time the worker processes and the server's backends used
+meanwhile, and the writing transactions per second (transaction ids handed
+out; each commit of one is a WAL flush with synchronous_commit on). Where the rate stops
+growing while neither side uses its cores, the limit is the commit, not
+Python; where the backends' share grows and the rate does not, it is the
+database's CPU.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from pathlib import Path
 
 import psycopg
 
-from bench import pillars
+from bench import pillars, progress
 
 PROCESSES = (1, 2, 4, 8)
+CONCURRENCIES = (10, 50)
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -43,26 +47,41 @@ def backends(dsn: str) -> list[int]:
     return [int(pid) for (pid,) in rows]
 
 
-def point(target: pillars.Target, n: int, processes: int) -> tuple[float, float, float]:
-    """(jobs/s, worker CPU cores, backend CPU cores) for `processes` default workers."""
+def commits(dsn: str) -> int:
+    """The next transaction id: how many writing transactions began so far, read without
+    taking one (pg_stat_database would do, but busy backends report to it late)."""
+    return int(progress.scalar(dsn, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text"))
+
+
+Point = tuple[float, float, float, float]
+
+
+def point(target: pillars.Target, n: int, processes: int, concurrency: int) -> Point:
+    """(jobs/s, worker CPU cores, backend CPU cores, commits/s) for `processes` workers."""
     used: dict[str, float] = {}
 
     @contextmanager
     def measure(pids: list[int]) -> Iterator[None]:
         server = backends(target.dsn)
         workers, database, started = cpu_seconds(pids), cpu_seconds(server), time.monotonic()
+        committed = commits(target.dsn)
         yield
         elapsed = time.monotonic() - started
         used["workers"] = (cpu_seconds(pids) - workers) / elapsed
         used["server"] = (cpu_seconds(server) - database) / elapsed
+        used["commits"] = (commits(target.dsn) - committed) / elapsed
 
-    drained = pillars.drain(target, n, pillars.Setup(processes=processes), measure)
-    return drained.rate, used["workers"], used["server"]
+    setup = pillars.Setup(processes=processes, concurrency=concurrency)
+    drained = pillars.drain(target, n, setup, measure)
+    return drained.rate, used["workers"], used["server"], used["commits"]
 
 
-def render(points: dict[int, tuple[float, float, float]]) -> str:
-    lines = [f"{'worker processes (concurrency 10)':<34} {'jobs/s':>9} {'workers CPU':>12} "
-             f"{'server CPU':>11}"]  # fmt: skip
-    for processes, (rate, workers, server) in points.items():
-        lines.append(f"{processes:<34} {rate:>9,.0f} {workers:>11.2f}c {server:>10.2f}c")
+def render(points: dict[tuple[int, int], Point]) -> str:
+    lines = [f"{'worker processes x concurrency':<31} {'jobs/s':>9} {'workers CPU':>12} "
+             f"{'server CPU':>11} {'commits/s':>10}"]  # fmt: skip
+    for (processes, concurrency), (rate, workers, server, committed) in points.items():
+        lines.append(
+            f"{f'{processes} x {concurrency}':<31} {rate:>9,.0f} {workers:>11.2f}c"
+            f" {server:>10.2f}c {committed:>10,.0f}"
+        )
     return "\n".join(lines)
