@@ -21,11 +21,11 @@ import logging.handlers
 import os
 import queue
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from app import tracing
 from app.jobs.redact import redact, scrub
 
 #: A message longer than this is cut: a log line is not a data store.
@@ -47,17 +47,25 @@ def current() -> Mapping[str, Any]:
     return _ids.get({})
 
 
-@contextmanager
-def bound(payload: Any = None, **ids: Any) -> Iterator[None]:
+class bound:  # noqa: N801 (used as a function: `with logs.bound(job_id=...)`)
     """Add `ids` to every line logged in this context until the block ends.
 
     `payload`: a job's payload, whose secret values are cut out of those lines.
+    A class rather than a generator: the worker enters one per attempt.
     """
-    token = bind(**ids)
-    payload_token = _payload.set(payload) if payload is not None else None
-    try:
-        yield
-    finally:
+
+    __slots__ = ("_ids", "_payload", "_tokens")
+
+    def __init__(self, payload: Any = None, **ids: Any) -> None:
+        self._payload, self._ids = payload, ids
+
+    def __enter__(self) -> None:
+        token = bind(**self._ids)
+        payload = self._payload
+        self._tokens = (token, _payload.set(payload) if payload is not None else None)
+
+    def __exit__(self, *exc_info: object) -> None:
+        token, payload_token = self._tokens
         if payload_token is not None:
             _payload.reset(payload_token)
         _ids.reset(token)
@@ -82,18 +90,13 @@ class Ids(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         ids = {**_process, **_ids.get({})}
-        trace_id = _trace_id()
-        if trace_id:
-            ids["trace_id"] = trace_id
+        if tracing.enabled:
+            trace_id = tracing.current_trace_id()
+            if trace_id:
+                ids["trace_id"] = trace_id
         record.ids = ids
         record.secret_payload = _payload.get(None)
         return True
-
-
-def _trace_id() -> str | None:
-    from app import tracing  # late: tracing imports nothing from here, but keep it light
-
-    return tracing.current_trace_id()
 
 
 def clean(text: str, payload: Any = None) -> str:
@@ -127,9 +130,33 @@ def _message(record: logging.LogRecord) -> str:
     return clean(text, getattr(record, "secret_payload", None))
 
 
+#: The last whole second `_time` wrote, and how it reads: lines come many a second.
+_second: tuple[int, str] = (-1, "")
+
+
 def _time(record: logging.LogRecord) -> str:
-    moment = datetime.fromtimestamp(record.created, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """`2026-11-30T13:40:11.070Z`: UTC, to the millisecond (cut, not rounded)."""
+    global _second
+    whole = int(record.created)
+    if whole != _second[0]:
+        _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{int((record.created - whole) * 1000):03d}Z"
+
+
+def _ids_text(record: logging.LogRecord) -> str:
+    """`key=value ...` for the ids a record carries (an `extra` value over a bound one)."""
+    given = vars(record)
+    bound_ids = given.get("ids") or {}
+    parts = []
+    for key in ID_FIELDS:
+        if key in given:
+            value = given[key]
+        elif key in bound_ids:
+            value = bound_ids[key]
+        else:
+            continue
+        parts.append(f"{key}={_one_line(str(value))}")
+    return " ".join(parts)
 
 
 class TextFormatter(logging.Formatter):
@@ -140,14 +167,16 @@ class TextFormatter(logging.Formatter):
         self.process = process
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = _fields(record)
-        ids = " ".join(f"{key}={_one_line(str(fields[key]))}" for key in ID_FIELDS if key in fields)
+        ids = _ids_text(record)
         message = _message(record).replace("\r", "\\r").replace("\n", "\n    ")
         line = f"{_time(record)} {self.process} {record.levelname} {record.name}: {message}"
         return f"{line} [{ids}]" if ids else line
 
 
 def _one_line(text: str) -> str:
+    if len(text) <= 200 and text.isascii() and text.isprintable() and " " not in text:
+        if "=" not in text and "://" not in text:  # nothing for `scrub` to mask
+            return text
     return clean(text).replace("\r", "\\r").replace("\n", "\\n").replace(" ", "_")[:200]
 
 
@@ -175,7 +204,10 @@ class JsonFormatter(logging.Formatter):
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
-    return clean(str(value))
+    text = str(value)
+    if len(text) <= MAX_MESSAGE_CHARS and "=" not in text and "://" not in text:
+        return text.replace("\x00", "\\x00")  # nothing for `scrub` to mask
+    return clean(text)
 
 
 def formatter(process: str) -> logging.Formatter:

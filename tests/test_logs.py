@@ -67,6 +67,29 @@ def test_bound_ids_and_extras_reach_the_line_and_secrets_do_not() -> None:
     assert "job_id" not in logs.current()
 
 
+def test_ids_on_a_text_line_are_one_word_each_and_masked() -> None:
+    with logs.bound(job_name="a b\r\nforged INFO", cron="postgresql://app:hunter2@db/app"):
+        rec = record("hello")
+        rec.job_id = "from-extra"
+        line = formatted(logs.TextFormatter("worker"), rec)
+    ids = line[line.index("[") + 1 : -1].split(" ")
+    assert ids[0] == "job_id=from-extra"  # an extra over a bound id, in ID_FIELDS order
+    assert ids[1] == "job_name=a_b\\r\\nforged_INFO"
+    assert ids[2].startswith("cron=") and "hunter2" not in line and "\n" not in line
+
+
+@pytest.mark.parametrize(
+    ("created", "shown"),
+    [(0.0, "1970-01-01T00:00:00.000Z"), (1796046011.0709, "2026-11-30T13:40:11.070Z"),
+     (1796046011.9999, "2026-11-30T13:40:11.999Z"), (1796046012.0, "2026-11-30T13:40:12.000Z")],
+)  # fmt: skip
+def test_a_line_shows_its_time_in_utc_to_the_millisecond(created: float, shown: str) -> None:
+    rec = record("hello")
+    rec.created = created
+    assert formatted(logs.TextFormatter("web"), rec).startswith(f"{shown} web INFO app.test: ")
+    assert json.loads(formatted(logs.JsonFormatter("web"), rec))["time"] == shown
+
+
 @pytest.mark.parametrize(
     ("given", "kept"),
     [("abc-123", True), ("a" * 128, True), ("a" * 129, False), ("a b", False), ("", False)],
