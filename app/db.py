@@ -4,6 +4,7 @@ what a database error means for the connection it came from."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -178,8 +179,35 @@ _CROWDED = (
 )
 
 
-def on_driver(conn: Connection, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Run `statement` (psycopg's parameter style) on `conn`'s own driver connection.
+class Raw:
+    """A statement in PostgreSQL's own `$n` placeholders, with its parameters' names in order.
+
+    psycopg parses a `%(name)s` query at every run to find its parameters,
+    and caches that only for queries under 4 kB; the worker's cycle is
+    longer and runs hundreds of times a second. Converted once here, it
+    goes out as it is (`psycopg.RawCursor`).
+    """
+
+    __slots__ = ("names", "query")
+
+    def __init__(self, statement: str) -> None:
+        """`statement`: psycopg's parameter style (`%(name)s`, `%%` for a percent sign)."""
+        names: dict[str, int] = {}
+
+        def number(match: re.Match[str]) -> str:
+            if match[1] is None:
+                return "%"
+            return f"${names.setdefault(match[1], len(names) + 1)}"
+
+        self.query = _PSYCOPG_PARAMETER.sub(number, statement).encode()
+        self.names = tuple(names)
+
+
+_PSYCOPG_PARAMETER = re.compile(r"%\((\w+)\)s|%%")
+
+
+def on_driver(conn: Connection, statement: Raw, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run `statement` on `conn`'s own driver connection.
 
     For statements whose rows are many and plain (the worker's cycle):
     SQLAlchemy's per-row result work costs more than the database's. Errors
@@ -188,14 +216,16 @@ def on_driver(conn: Connection, statement: str, params: dict[str, Any]) -> list[
     """
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
+    values = [params[name] for name in statement.names]
     try:
-        return driver.execute(statement, params).fetchall()
+        with psycopg.RawCursor(driver) as cursor:
+            return cursor.execute(statement.query, values).fetchall()
     except psycopg.Error as error:
         lost = is_connection_fault(error) or driver.closed or driver.broken
         if lost:
             conn.invalidate(error)
         raise exc.DBAPIError.instance(
-            statement,
+            statement.query.decode(),
             params,
             error,
             psycopg.Error,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, text
 
+from app.db import Raw, on_driver
 from app.jobs import sql
 
 pytestmark = pytest.mark.slow
@@ -105,3 +106,16 @@ def test_flow_control_walks_indexes_with_100k_jobs_over_10k_keys(keyed_backlog: 
     promote = plan(keyed_backlog, str(sql.PROMOTE), {"keys": keys})
     assert "ix_jobs_waiting" in promote and "ix_jobs_flow_active" in promote, promote
     assert "ix_jobs_fresh" in plan(keyed_backlog, str(sql.TAKE_FRESH), {"limit": 200})
+
+
+def test_the_cycle_goes_out_in_numbered_placeholders_the_server_reads_as_written(
+    db: Engine,
+) -> None:
+    """Converted once (`app.db.Raw`): repeated names share a number, `%%` is a percent sign."""
+    raw = Raw("SELECT %(a)s::int + %(b)s::int, %(a)s::int, '100%%' LIKE '100%%'")
+    assert raw.query == b"SELECT $1::int + $2::int, $1::int, '100%' LIKE '100%'"
+    with db.connect() as conn:
+        assert on_driver(conn, raw, {"b": 2, "a": 40, "unused": 0}) == [(42, 40, True)]
+    for statement in sql.CYCLE_DRIVER.values():
+        assert b"%(" not in statement.query and statement.query.count(b"$1") >= 1
+        assert {"worker_id", "limit", "done_ids"} <= set(statement.names)

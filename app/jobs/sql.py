@@ -15,6 +15,7 @@ from __future__ import annotations
 from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
+from app.db import Raw
 from app.models import FINISHED_SQL
 
 #: Namespace of the session advisory locks that prove a process is alive
@@ -326,7 +327,8 @@ CYCLE_QUEUES = text(
     )
 )
 CYCLE_DRIVER = {
-    statement: for_driver(statement) for statement in (CYCLE_ANY, CYCLE_ONE_QUEUE, CYCLE_QUEUES)
+    statement: Raw(for_driver(statement))
+    for statement in (CYCLE_ANY, CYCLE_ONE_QUEUE, CYCLE_QUEUES)
 }
 
 SET_PROGRESS = text("""
