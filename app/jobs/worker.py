@@ -43,7 +43,7 @@ LINGER = 0.002
 #: share each commit with the next batches, long ones are left to other workers.
 AHEAD = 0.005
 #: ... and at most this many times the worker's concurrency.
-AHEAD_BATCHES = 4
+AHEAD_BATCHES = 8
 #: Exit code of a worker that stopped because abandoned job threads piled up.
 EXIT_TIRED = 3
 #: Exit code of a worker whose database connection turned out not to be a session of
