@@ -5,7 +5,9 @@ SAVEPOINT around the INSERT (so a refused row cannot abort the caller's
 transaction) costs two more round trips, measured with raw psycopg on one
 connection (BEGIN; SAVEPOINT; INSERT; RELEASE; COMMIT against BEGIN; INSERT;
 COMMIT); and the queue's own payload check, measured in-process with no
-database at all.
+database at all. The same raw INSERT into Pillars' own `jobs` table then
+shows how much of the gap is the table (its indexes and NOTIFY trigger)
+rather than the code that fills it.
 
 The differences are tens of microseconds while a shared machine's load
 moves every figure by more than that within a minute, so the variants take
@@ -26,6 +28,8 @@ from app.jobs import enqueue, registry
 from bench import pillars, raw
 
 CHUNK = 50
+#: The raw INSERT, into Pillars' table: its defaults fill the rest, as enqueue's do.
+JOBS_INSERT = "INSERT INTO jobs (name, payload) VALUES (%s, %s)"
 
 
 def measure(raw_dsn: str, target: pillars.Target, n: int) -> dict[str, float]:
@@ -36,6 +40,7 @@ def measure(raw_dsn: str, target: pillars.Target, n: int) -> dict[str, float]:
     with (
         psycopg.connect(raw_dsn) as tx,
         psycopg.connect(raw_dsn, autocommit=True) as auto,
+        psycopg.connect(target.dsn) as ours_tx,
         target.engine.connect() as conn,
         Session(conn) as session,
     ):
@@ -53,6 +58,10 @@ def measure(raw_dsn: str, target: pillars.Target, n: int) -> dict[str, float]:
         def autocommit(i: int) -> None:
             auto.execute(raw.INSERT, ("noop", Jsonb({"n": i}), 0))
 
+        def jobs_table(i: int) -> None:
+            ours_tx.execute(JOBS_INSERT, ("bench.noop", Jsonb({"n": i})))
+            ours_tx.commit()
+
         def check(i: int) -> None:
             spec.encode_payload({"n": i})
 
@@ -64,6 +73,7 @@ def measure(raw_dsn: str, target: pillars.Target, n: int) -> dict[str, float]:
             "cost.raw": plain,
             "cost.savepoint": savepoint,
             "cost.autocommit": autocommit,
+            "cost.jobs_table": jobs_table,
             "cost.check": check,
             "cost.pillars": ours,
         }
