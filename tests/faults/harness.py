@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from tests.processes import start, stop
+from tests.processes import catches, start, stop, wait_for
 
 
 class Fleet:
@@ -60,9 +60,20 @@ class Fleet:
         return [p.pid for p in self.procs if p.poll() is None]
 
     def close(self) -> list[int]:
-        """Stop supervising, SIGTERM everyone, return the exit codes."""
+        """Stop supervising, SIGTERM everyone, return the exit codes.
+
+        A process the supervisor has only just started gets its SIGTERM once
+        it can take one (`app/shutdown.py`, its first step): before that,
+        Python itself is still starting and the signal's default action ends
+        it (-15), which says nothing about the worker.
+        """
         self._closing.set()
         self._thread.join()
+        for process in self.procs:
+            wait_for(
+                lambda: process.poll() is not None or catches(process, signal.SIGTERM),  # noqa: B023
+                what=f"worker {process.pid} to take signals",
+            )
         return [stop(p, timeout=30) for p in self.procs]
 
 
