@@ -193,6 +193,13 @@ def _arguments() -> argparse.Namespace:
         help="a server to use (default: a private embedded one); databases "
         "bench_<pid>_<system> are created there and dropped at the end",
     )
+    parser.add_argument(
+        "--worker-log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="LOG_LEVEL of the Pillars workers (default: INFO, the documented default, "
+        "with a line per finished attempt; WARNING leaves that line out)",
+    )
     args = parser.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(parts) - set(PARTS) - {"profile", "curve"}
@@ -209,13 +216,14 @@ def _legend(sync_default: bool) -> str:
         f"raw: psycopg loops (bench/raw.py); pgqueuer {version('pgqueuer')} over asyncpg, "
         f"defaults: {pgq.DEFAULTS.describe()}, best: {pgq.BEST.describe()}; pillars: "
         f"worker.py, defaults: 1 process, concurrency {_defaults().worker_concurrency}, "
-        f"WORKER_SYNCHRONOUS_COMMIT {'on' if sync_default else 'off'}; "
-        "ratios are pillars / raw and pillars / pgqueuer"
+        f"WORKER_SYNCHRONOUS_COMMIT {'on' if sync_default else 'off'}, "
+        f"LOG_LEVEL {pillars.WORKER_LOG_LEVEL}; ratios are pillars / raw and pillars / pgqueuer"
     )
 
 
 def main() -> int:
     args = _arguments()
+    pillars.WORKER_LOG_LEVEL = args.worker_log_level
     factor = args.scale if args.scale is not None else (0.1 if args.quick else 1.0)
     sizes = Sizes().scaled(factor)
     sync_default = _defaults().worker_synchronous_commit

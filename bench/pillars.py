@@ -115,6 +115,11 @@ def enqueue_batches(target: Target, n: int, batch: int = 1000) -> float:
         return n / (time.perf_counter() - started)
 
 
+#: LOG_LEVEL of the workers a benchmark starts (`--worker-log-level`): the documented
+#: INFO writes a line per finished attempt, WARNING shows what that line costs.
+WORKER_LOG_LEVEL = "INFO"
+
+
 @dataclass(frozen=True)
 class Setup:
     """How the workers run: processes, `--concurrency` (None: the default), and
@@ -125,7 +130,11 @@ class Setup:
     synchronous_commit: bool | None = None
 
     def env(self, target: Target) -> dict[str, str]:
-        extra = {"DATABASE_URL": target.url, "JOB_MODULES": "bench.jobs"}
+        extra = {
+            "DATABASE_URL": target.url,
+            "JOB_MODULES": "bench.jobs",
+            "LOG_LEVEL": WORKER_LOG_LEVEL,
+        }
         if self.synchronous_commit is not None:
             extra["WORKER_SYNCHRONOUS_COMMIT"] = "on" if self.synchronous_commit else "off"
         return processes.clean_environment(extra)
