@@ -23,7 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from app.config import Settings
-from bench import cost, pgq, pillars, raw, server
+from bench import cost, cycle, pgq, pillars, raw, server
 from bench.measure import Pickup
 from bench.table import Figures, medians, render, render_cost, render_flow, rows
 
@@ -76,6 +76,10 @@ def enqueue(r: Round) -> Figures:
 
 def enqueue_cost(r: Round) -> Figures:
     return cost.measure(r.raw, r.pillars, r.sizes.single)
+
+
+def cycle_cost(r: Round) -> Figures:
+    return cycle.measure(r.pillars, r.sizes.drain * 4)
 
 
 def drain(r: Round) -> Figures:
@@ -170,6 +174,7 @@ def flow(r: Round) -> Figures:
 PARTS: dict[str, Callable[[Round], Figures]] = {
     "enqueue": enqueue,
     "cost": enqueue_cost,
+    "cycle": cycle_cost,
     "drain": drain,
     "latency": latency,
     "churn": churn,
@@ -253,12 +258,21 @@ def main() -> int:
             results.append(r.figures)
             print(f"\nround {number} of {args.rounds} (load average {_load()})")
             _print(
-                render(table, r.figures), render_cost(r.figures), render_flow(r.figures), *r.notes
+                render(table, r.figures),
+                render_cost(r.figures),
+                cycle.render(r.figures),
+                render_flow(r.figures),
+                *r.notes,
             )
         if len(results) > 1:
             middle, ratios = medians(table, results)
             print(f"\nmedians over {args.rounds} rounds (load average {_load()})")
-            _print(render(table, middle, ratios), render_cost(middle), render_flow(middle))
+            _print(
+                render(table, middle, ratios),
+                render_cost(middle),
+                cycle.render(middle),
+                render_flow(middle),
+            )
         if "curve" in args.parts:
             from bench import curve
 

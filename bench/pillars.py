@@ -162,7 +162,7 @@ def ready(target: Target, group: processes.Workers, count: int) -> None:
     group.wait_for(lambda: _listening(target, count), "pillars listeners")
 
 
-def _commit_backlog(target: Target, n: int, keys: int = 0) -> float:
+def commit_backlog(target: Target, n: int, keys: int = 0) -> float:
     """Insert `n` no-op jobs in one transaction; the database's clock just before COMMIT."""
     with psycopg.connect(target.dsn) as conn:
         conn.execute(FILL_KEYED if keys else FILL, {"n": n, "keys": keys})
@@ -201,7 +201,7 @@ def drain(
     with workers(target, setup) as group:
         ready(target, group, setup.processes)
         with observe(group.pids) if observe else nullcontext():
-            started = _commit_backlog(target, n, keys)
+            started = commit_backlog(target, n, keys)
             progress.wait_until(
                 target.dsn,
                 UNFINISHED,
@@ -228,7 +228,7 @@ def pickup(target: Target, rate: float, seconds: float, backlog: int = 0) -> tup
     with workers(target, setup) as group:
         ready(target, group, 1)
         if backlog:
-            _commit_backlog(target, backlog)
+            commit_backlog(target, backlog)
         with target.engine.connect() as conn, Session(conn) as session:
             started = time.perf_counter()
             for i in range(total):

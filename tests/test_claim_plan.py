@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, TextClause, text
 
 from app.db import Raw, on_driver
 from app.jobs import sql
@@ -67,6 +69,44 @@ def test_claim_walks_the_claim_index_without_sorting_the_backlog(
     assert f"Index Scan using {index} on jobs" in picking, explained
     assert "Sort" not in picking, explained  # (the 10 claimed rows are sorted afterwards)
     assert "Seq Scan on jobs" not in explained, explained
+
+
+def generic_plan(engine: Engine, statement: Raw, params: dict[str, str]) -> str:
+    """The plan the worker's loop runs `statement` with: prepared, and planned once
+    without its values (see `Worker._connection`)."""
+    values = {"worker_id": "'w'", "limit": "10", **params}
+    args = ", ".join(values.get(name, "'{}'") for name in statement.names)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        conn.exec_driver_sql("PREPARE cycle AS " + statement.query.decode())
+        try:
+            return "\n".join(conn.exec_driver_sql(f"EXPLAIN EXECUTE cycle({args})").scalars())
+        finally:
+            conn.exec_driver_sql("DEALLOCATE cycle")
+            conn.exec_driver_sql("RESET plan_cache_mode")
+
+
+@pytest.mark.parametrize(
+    ("statement", "params", "index"),
+    [
+        (sql.CYCLE_ANY, {}, "ix_jobs_claim"),
+        (sql.CYCLE_ONE_QUEUE, {"queue": "'mail'"}, "ix_jobs_claim_queue"),
+        (sql.CYCLE_QUEUES, {"queues": "'{mail,reports}'"}, "ix_jobs_claim"),
+    ],
+)
+def test_the_cycle_planned_once_for_any_limit_and_batch_still_walks_indexes(
+    backlog: Engine, statement: TextClause, params: dict[str, str], index: str
+) -> None:
+    """Not knowing how many jobs it claims or saves, the plan must still not read the
+    table, nor the batch once per running job (the statistics saw none running)."""
+    explained = generic_plan(backlog, sql.CYCLE_DRIVER[statement], params)
+    # The plan's top-level parts, by the CTE each one computes.
+    parts = {part.split("\n")[0]: part for part in re.split(r"\n  (?=CTE |->)", explained)}
+    assert f"Index Scan using {index} on jobs" in parts["CTE picked"], explained
+    assert "Seq Scan on jobs" not in explained, explained
+    for writes in ("CTE done", "CTE failed", "CTE claimed"):
+        assert "Index Scan using pk_jobs" in parts[writes], explained
+        assert "ix_jobs_running" not in parts[writes], explained
 
 
 @pytest.fixture
