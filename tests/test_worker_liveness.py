@@ -91,11 +91,14 @@ def test_a_killed_workers_jobs_run_again_without_waiting_for_its_heartbeat(
         up = conn.execute(text("SELECT now() - pg_postmaster_start_time()")).scalar_one()
     time.sleep(max(0.0, 10.5 - up.total_seconds()))
     victim = start("worker.py", env, log=tmp_path / "victim.log")
-    job_id = record(db, marks, sleep=1)
+    # Long enough to outlast the survivor's start on a loaded machine: the kill
+    # must land mid-run (a 1 s job had sometimes finished and been saved).
+    job_id = record(db, marks, sleep=5)
     wait_for(lambda: job(db, job_id).state == "running", what="the job to start")
     survivor = start("worker.py", env, log=tmp_path / "survivor.log")
     try:
         wait_for(lambda: len(life_lock_holders(db)) == 2, what="both workers alive")
+        assert not runs(marks), "the job ended before its worker could be killed"
         victim.kill()
         victim.wait()
         # The old rule waited for a heartbeat 60 s late; the watcher needs seconds.
