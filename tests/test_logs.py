@@ -3,8 +3,10 @@ and one sign-up followed from its request to its email job's finished line."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import queue
 import re
 import urllib.parse
 import urllib.request
@@ -37,6 +39,33 @@ def record(message: str, *args: Any, exc: bool = False) -> logging.LogRecord:
 def formatted(formatter: logging.Formatter, rec: logging.LogRecord) -> str:
     logs.Ids().filter(rec)
     return formatter.format(rec)
+
+
+class CountedStream(io.StringIO):
+    """Counts the writes it gets."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_lines_logged_together_share_one_write_and_keep_their_order() -> None:
+    stream = CountedStream()
+    out = logging.StreamHandler(stream)
+    out.setFormatter(logs.TextFormatter("worker"))
+    lines: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    writer = logs._Writer(lines, out)
+    writer.start()
+    for n in range(200):
+        rec = record("line %d", n)
+        logs.Ids().filter(rec)
+        lines.put(rec)
+    writer.stop()  # writes what is queued before it returns
+    written = stream.getvalue().splitlines()
+    assert [line.rsplit(" ", 1)[1] for line in written] == [str(n) for n in range(200)]
+    assert stream.writes < 200
 
 
 @pytest.mark.parametrize("message", [HOSTILE, "x" * 1_000_000, "\ud800 lone surrogate"])
