@@ -12,6 +12,7 @@ import re
 import signal
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,19 @@ def test_the_worker_commits_durably_unless_told_otherwise(settings: Settings, db
         conn = worker._connection()
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == expected
         worker._drop_connection()
+
+
+def test_the_loops_session_settings_never_reach_the_pool(settings: Settings, db: Engine) -> None:
+    """Generic plans and asynchronous commit are for the loop's statement only."""
+    worker = Worker(db, dataclasses.replace(settings, worker_synchronous_commit=False))
+    conn = worker._connection()
+    assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one() == "force_generic_plan"
+    worker._drop_connection()
+    with ExitStack() as stack:  # every connection the pool can hand out, at once
+        pooled = [stack.enter_context(db.connect()) for _ in range(db.pool.size())]  # type: ignore[attr-defined]
+        for other in pooled:
+            assert other.exec_driver_sql("SHOW plan_cache_mode").scalar_one() == "auto"
+            assert other.exec_driver_sql("SHOW synchronous_commit").scalar_one() == "on"
 
 
 def test_a_stopping_worker_hands_back_what_it_claimed_ahead(
