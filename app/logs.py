@@ -258,6 +258,9 @@ class _Handoff(logging.handlers.QueueHandler):
 
 #: How long the writer lets lines gather after the first of a batch, in seconds.
 BATCH_WINDOW = 0.005
+#: At most this many lines in one write: a burst, or a backlog behind a slow
+#: stderr, goes out in writes of bounded size.
+BATCH_LINES = 1_000
 _STOP = object()
 
 
@@ -286,7 +289,7 @@ class _Writer:
             batch = [self._lines.get()]
             if batch[0] is not _STOP:
                 time.sleep(BATCH_WINDOW)  # puts meanwhile wake nobody: no wait to end
-            while True:
+            while len(batch) < BATCH_LINES:
                 try:
                     batch.append(self._lines.get_nowait())
                 except queue.Empty:

@@ -46,6 +46,7 @@ def measure(target: pillars.Target, backlog: int, rounds: int = 6) -> dict[str, 
                         spent.setdefault(f"cycle.{mode}.{batch}", []).append(took)
     finally:
         for session in sessions.values():
+            session.invalidate()  # its plan-cache mode must not reach the pool
             session.close()
     return {key: statistics.median(values) for key, values in spent.items()}
 
