@@ -15,17 +15,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.jobs import InvalidPayload, JobRequest, UnknownJob, enqueue, enqueue_many, pause_queue
+from app.jobs import (
+    InvalidPayload,
+    JobRequest,
+    UnknownJob,
+    enqueue,
+    enqueue_many,
+    pause_queue,
+    writing,
+)
 from app.jobs.registry import Registry
 from app.models import Job, User
 
 deep: Any = []
 for _ in range(150):
     deep = [deep]
+loop: list[Any] = [1]
+loop.append({"again": loop})
 
 #: (what, the enqueue, the error it raises, words the message must contain)
 BAD: list[tuple[str, Callable[[Session], object], type[Exception], str]] = [
@@ -46,6 +56,12 @@ BAD: list[tuple[str, Callable[[Session], object], type[Exception], str]] = [
         lambda s: enqueue(s, "test.record", {"path": "\udc80", "marker": "m"}),
         InvalidPayload,
         "lone surrogate",
+    ),
+    (
+        "a list that contains itself",
+        lambda s: enqueue(s, "test.echo", {"data": loop}),
+        InvalidPayload,
+        "not JSON: Circular reference",
     ),
     (
         "nested 150 deep",
@@ -213,6 +229,24 @@ def test_enqueue_many_names_the_bad_job_in_the_batch(session: Session) -> None:
         enqueue_many(session, requests)
     with pytest.raises(ValueError, match=r"job 0 of the batch .*priority"):
         enqueue_many(session, [JobRequest("test.add", {"a": 1}, priority=2**40)])
+
+
+@pytest.mark.parametrize("size", [writing.COPY_FROM, 3 * writing.COPY_FROM])
+def test_a_bad_job_late_in_a_large_batch_leaves_nothing_written_but_the_callers_own(
+    session: Session, size: int
+) -> None:
+    # A large batch is written while it is still being checked (COPY): the
+    # rows before the bad one reach the server, and must not stay.
+    session.add(User(email="caller@example.com", password_hash="x"))
+    session.flush()
+    requests = [JobRequest("test.add", {"a": n}) for n in range(size)]
+    requests[-2] = JobRequest("test.add", {"a": "x\x00"})
+    with pytest.raises(InvalidPayload, match=rf"job {size - 2} of the batch .*NUL"):
+        enqueue_many(session, requests)
+    assert enqueue_many(session, requests[:3]) and len(enqueue_many(session, requests[:-2])) > 3
+    session.commit()
+    assert session.scalar(select(User.email)) == "caller@example.com"
+    assert session.scalar(select(func.count()).select_from(Job)) == 3 + size - 2
 
 
 def test_what_the_database_still_refuses_leaves_the_callers_transaction_alive(

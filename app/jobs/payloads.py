@@ -18,8 +18,30 @@ from typing import Any
 
 from app.jobs.errors import InvalidPayload
 
-#: One encoder for every payload: `json.dumps` with options builds a new one per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+
+def _refuse(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+#: One encoder for every payload. `json.dumps`, and `JSONEncoder.encode` too, build
+#: a new C encoder per call, which costs more than encoding a small payload. No
+#: circular check: it would share a dict between threads; a cycle ends in a
+#: RecursionError, told apart from deep nesting in `_deep_or_circular`.
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_CHUNKS = (
+    None
+    if _C_ENCODER is None  # a Python without the _json accelerator
+    else _C_ENCODER(
+        None, _refuse, json.encoder.encode_basestring, None, ": ", ", ", False, False, False
+    )
+)
+_FALLBACK = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False)
+
+
+def _encode(value: object) -> str:
+    if _CHUNKS is None:
+        return _FALLBACK.encode(value)
+    return "".join(_CHUNKS(value, 0))
 
 
 def encode(payload: dict[str, Any], *, job: str, max_depth: int, max_bytes: int) -> str:
@@ -35,9 +57,9 @@ def to_json(value: object, where: str, *, max_depth: int, max_bytes: int) -> str
     """
     payload = value
     try:
-        text = _ENCODER.encode(payload)
+        text = _encode(payload)
     except RecursionError:
-        raise InvalidPayload(f"{where} is nested deeper than {max_depth} levels") from None
+        raise InvalidPayload(_deep_or_circular(payload, where, max_depth)) from None
     except (TypeError, ValueError) as exc:
         raise InvalidPayload(f"{where} is not JSON: {exc}") from None
     if text.count("[") + text.count("{") > max_depth:
@@ -74,6 +96,24 @@ def decode(text: str | None) -> tuple[dict[str, Any], str | None]:
     if not isinstance(value, dict):
         return {}, f"the payload is a JSON {type(value).__name__}, not an object"
     return value, None
+
+
+def _deep_or_circular(payload: object, where: str, max_depth: int) -> str:
+    """Why encoding ran out of stack: a value that contains itself, or deep nesting."""
+    stack: list[tuple[object, frozenset[int]]] = [(payload, frozenset())]
+    while stack:
+        value, inside = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        if id(value) in inside:
+            return f"{where} is not JSON: Circular reference detected"
+        if len(inside) >= max_depth:
+            break
+        within = inside | {id(value)}
+        stack.extend(
+            (child, within) for child in (value.values() if isinstance(value, dict) else value)
+        )
+    return f"{where} is nested deeper than {max_depth} levels"
 
 
 def _check_depth(payload: object, where: str, max_depth: int) -> None:

@@ -8,6 +8,7 @@ can never disagree.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -50,6 +51,8 @@ def _prepare(request: JobRequest) -> dict[str, Any]:
 
     Everything the database could refuse is refused here first (see
     `app.jobs.options` and `app.jobs.payloads`). The payload is JSON text.
+    The handler's defaults were checked when it was registered; only the
+    options a message sets are checked again.
     """
     if not isinstance(request.name, str):
         raise UnknownJob(f"a job name must be a string, got {type(request.name).__name__}")
@@ -61,31 +64,42 @@ def _prepare(request: JobRequest) -> dict[str, Any]:
     run_at = options.moment(request.run_at, "run_at")
     if run_at is not None and request.delay is not None:
         raise ValueError("give run_at or delay, not both")
-    priority = spec.priority if request.priority is None else request.priority
-    max_attempts = spec.max_attempts if request.max_attempts is None else request.max_attempts
-    keyed = _flow(spec, request, document)
+    priority, max_attempts, context = request.priority, request.max_attempts, request.context
     return {
         "name": spec.name,
         "payload": payload,
         "queue": spec.queue if request.queue is None else options.queue_name(request.queue),
-        "priority": options.whole(priority, "priority", *options.INT4),
+        "priority": spec.priority
+        if priority is None
+        else options.whole(priority, "priority", *options.INT4),
         "run_at": run_at,
         "delay": options.delay_seconds(request.delay),
-        "max_attempts": options.whole(max_attempts, "max_attempts", 1, options.MAX_ATTEMPTS),
+        "max_attempts": spec.max_attempts
+        if max_attempts is None
+        else options.whole(max_attempts, "max_attempts", 1, options.MAX_ATTEMPTS),
         "unique_key": None
         if request.unique_key is None
         else options.text(request.unique_key, "unique_key", max_bytes=options.MAX_UNIQUE_KEY_BYTES),
-        "context": options.text(request.context, "context", max_chars=options.MAX_CONTEXT_CHARS),
-        **(flow.NO_FLOW if keyed is None else keyed.columns()),
+        "context": context
+        if context == "" and type(context) is str
+        else options.text(context, "context", max_chars=options.MAX_CONTEXT_CHARS),
+        **_flow(spec, request, document),
     }
 
 
-def _flow(spec: JobSpec, request: JobRequest, payload: Mapping[str, Any]) -> flow.Flow | None:
-    """The job's flow key: the request's, else the handler's (a key given in the
+def _flow(spec: JobSpec, request: JobRequest, payload: Mapping[str, Any]) -> dict[str, object]:
+    """The job's flow columns: the request's key, else the handler's (a key given in the
     request replaces the handler's key of either kind)."""
     keyed = request.concurrency_key is not None or request.ordering_key is not None
+    if (
+        not keyed
+        and spec.keyless
+        and request.concurrency_limit is None
+        and request.on_failure is None
+    ):
+        return flow.NO_FLOW
     source = request if keyed else spec
-    return flow.resolve(
+    resolved = flow.resolve(
         payload,
         concurrency_key=source.concurrency_key,
         concurrency_limit=request.concurrency_limit
@@ -94,6 +108,7 @@ def _flow(spec: JobSpec, request: JobRequest, payload: Mapping[str, Any]) -> flo
         ordering_key=source.ordering_key,
         on_failure=request.on_failure if request.on_failure is not None else source.on_failure,
     )
+    return flow.NO_FLOW if resolved is None else resolved.columns()
 
 
 def enqueue(
@@ -243,25 +258,44 @@ def _existing(
 def enqueue_many(session: Session, requests: Iterable[JobRequest]) -> list[uuid.UUID]:
     """Add many jobs in one statement and return the ids of those inserted; does not commit.
 
-    Every message is validated before any is written. Messages whose
+    Every message is validated before the batch stays written: a message
+    refused by the checks leaves nothing behind, however far into the batch
+    it comes, and the caller's transaction usable. Messages whose
     `unique_key` matches a live job are skipped (their ids are not returned).
     """
-    rows = []
+    listed = list(requests)
+    if not listed:
+        return []
+    rows = _prepared(listed)
+    first = next(rows)
+    with tracing.span(f"send {first['queue']}", "PRODUCER", **_sending(first["queue"])):
+        came_from = origin()
+        ids = new_job_ids(len(listed))
+        conn = session.connection()
+        if len(listed) >= writing.COPY_FROM and all(map(_copyable, listed)):
+            # Written as they are checked: the server stores the first rows
+            # while Python still checks the rest.
+            return writing.copy_many(conn, ids, itertools.chain([first], rows), came_from)
+        jobs = [
+            {"job_id": job_id, **row, **came_from}
+            for job_id, row in zip(ids, itertools.chain([first], rows), strict=True)
+        ]
+        return writing.insert_many(conn, jobs)
+
+
+def _prepared(requests: Iterable[JobRequest]) -> Iterator[dict[str, Any]]:
+    """Each message's columns (see `_prepare`); a refusal names the message's place."""
     for index, request in enumerate(requests):
         try:
-            rows.append(_prepare(request))
+            yield _prepare(request)
         except (UnknownJob, ValueError) as exc:
             name = options.short(getattr(request, "name", None))
             raise type(exc)(f"job {index} of the batch ({name}): {exc}") from None
-    if not rows:
-        return []
-    with tracing.span(f"send {rows[0]['queue']}", "PRODUCER", **_sending(rows[0]["queue"])):
-        came_from = origin()
-        jobs = [
-            {"job_id": job_id, **row, **came_from}
-            for job_id, row in zip(new_job_ids(len(rows)), rows, strict=True)
-        ]
-        return writing.insert_many(session.connection(), jobs)
+
+
+def _copyable(request: JobRequest) -> bool:
+    """Whether COPY can write the message as it is: the table's defaults do the rest."""
+    return request.unique_key is None and request.run_at is None and request.delay is None
 
 
 def pause_queue(session: Session, queue: str, paused_by: str = "") -> None:

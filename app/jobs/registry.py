@@ -55,6 +55,11 @@ class JobSpec:
     on_failure: str | None = None
 
     @cached_property
+    def keyless(self) -> bool:
+        """Whether the handler sets no flow key: its jobs have no flow unless enqueue gives one."""
+        return self.concurrency_key is None and self.ordering_key is None
+
+    @cached_property
     def context_param(self) -> str | None:
         """The parameter that asked for a `JobContext`, if any."""
         for param in inspect.signature(self.func).parameters.values():
@@ -113,8 +118,9 @@ class JobSpec:
             allowed.add(name)
             if param.default is param.empty:
                 required.add(name)
-            if _simple_type(param) is not None:
-                typed.append(param)
+            simple = _simple_type(param)
+            if simple is not None:
+                typed.append((name, param, simple[1]))
         return _Shape(frozenset(allowed), frozenset(required), tuple(typed))
 
     def _fit(self, payload: dict[str, Any]) -> None:
@@ -126,9 +132,10 @@ class JobSpec:
             )
         shape = self._shape
         if shape is not None and shape.required <= payload.keys() <= shape.allowed:
-            for param in shape.typed:
-                if param.name in payload:
-                    _check_simple_type(self.name, param, payload[param.name])
+            for name, param, expected in shape.typed:
+                # An exact type match passes at once; the rest are checked in full.
+                if name in payload and type(payload[name]) not in expected:
+                    _check_simple_type(self.name, param, payload[name])
             return
         signature = self.payload_signature
         try:
@@ -151,8 +158,8 @@ def _payload_signature(func: Callable[..., Any], context_param: str | None) -> i
 class _Shape:
     allowed: frozenset[str]
     required: frozenset[str]
-    #: Parameters annotated with a JSON builtin type.
-    typed: tuple[inspect.Parameter, ...]
+    #: Parameters annotated with a JSON builtin type: (name, parameter, its types).
+    typed: tuple[tuple[str, inspect.Parameter, tuple[type, ...]], ...]
 
 
 def _simple_type(param: inspect.Parameter) -> tuple[str, tuple[type, ...]] | None:

@@ -14,14 +14,14 @@ more than a round trip here.
   prepared round trip.
 - Many jobs: one INSERT from a JSON array (any options), or, for a large
   batch that needs none of the database's help (no unique keys, no start
-  time of its own), COPY.
+  time of its own), COPY, streamed while the batch is still being checked.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -67,23 +67,49 @@ def insert_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[uuid.U
     Each row holds the job's columns, the payload as JSON text.
     """
     driver = _driver(conn)
-    if len(rows) >= COPY_FROM and all(_copyable(row) for row in rows):
-        with _refusals(conn, driver, sql.ENQUEUE_COPY, {}), _savepoint(driver):
-            with driver.cursor().copy(sql.ENQUEUE_COPY) as copy:
-                for row in rows:
-                    copy.write_row(_copy_values(row))
-        return [row["job_id"] for row in rows]
     params = {"rows": _json_rows(rows)}
     with _refusals(conn, driver, sql.ENQUEUE_MANY_DRIVER, params), _savepoint(driver):
         found = driver.execute(sql.ENQUEUE_MANY_DRIVER, params).fetchall()
     return [job_id for (job_id,) in found]
 
 
-def _copy_values(row: dict[str, Any]) -> tuple[Any, ...]:
+def copy_many(
+    conn: Connection,
+    ids: Sequence[uuid.UUID],
+    rows: Iterable[dict[str, Any]],
+    origin: dict[str, Any],
+) -> list[uuid.UUID]:
+    """Insert jobs by COPY in a savepoint, each written as `rows` yields it; returns `ids`.
+
+    Each row holds the job's columns, with no unique key and no start time
+    of its own (the table's defaults fill the rest); `origin` is the batch's.
+    Should `rows` raise (a job the checks refuse), the COPY still ends
+    cleanly, with no error for the server to log, and the savepoint undoes
+    the rows written before it: nothing stays, and the error is raised.
+    """
+    driver = _driver(conn)
+    refused: Exception | None = None
+    with _refusals(conn, driver, sql.ENQUEUE_COPY, {}):
+        driver.execute(SAVEPOINT)
+        with driver.cursor().copy(sql.ENQUEUE_COPY) as copy:
+            try:
+                for job_id, row in zip(ids, rows, strict=True):
+                    copy.write_row(_copy_values(job_id, row, origin))
+            except Exception as error:  # noqa: BLE001 (raised below, once undone)
+                refused = error
+        if refused is not None:
+            driver.execute(ROLLBACK)
+        driver.execute(RELEASE)
+        if refused is not None:
+            raise refused
+    return list(ids)
+
+
+def _copy_values(job_id: uuid.UUID, row: dict[str, Any], origin: dict[str, Any]) -> tuple[Any, ...]:
     """The row in `sql.ENQUEUE_COPY`'s column order."""
     keyed = row["flow_key"] is not None
     return (
-        row["job_id"],
+        job_id,
         row["name"],
         row["payload"],
         row["queue"],
@@ -95,15 +121,10 @@ def _copy_values(row: dict[str, Any]) -> tuple[Any, ...]:
         row["flow_limit"],
         row["flow_kind"],
         keyed,
-        row["origin"],
-        row["request_id"],
-        row["trace_context"],
+        origin["origin"],
+        origin["request_id"],
+        origin["trace_context"],
     )
-
-
-def _copyable(row: dict[str, Any]) -> bool:
-    """Whether COPY can write this row as it is: the table's defaults do the rest."""
-    return row["unique_key"] is None and row["run_at"] is None and not row["delay"]
 
 
 def _json_rows(rows: Sequence[dict[str, Any]]) -> str:
