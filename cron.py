@@ -35,7 +35,9 @@ def main() -> int:
         return 2
     tracing.configure("pillars-cron")
     engine = make_engine(settings, pool_size=2, application_name="pillars-cron")
-    problem = preflight.check(engine)
+    problem = preflight.check(
+        engine, patience=preflight.START_PATIENCE, stopping=shutdown.requested
+    )
     if problem is not None:
         print(f"cron: {problem}", file=sys.stderr)
         return 2

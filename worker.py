@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     # theirs (app.db.get_engine) cannot stall them.
     tracing.configure("pillars-worker", late_after=settings.trace_link_after)
     engine = make_engine(settings, pool_size=OWN_CONNECTIONS, application_name="pillars-worker")
-    problem = preflight.check(engine)
+    problem = preflight.check(
+        engine, patience=preflight.START_PATIENCE, stopping=shutdown.requested
+    )
     if problem is not None:
         print(f"worker: {problem}", file=sys.stderr)
         return 2

@@ -4,13 +4,17 @@ Worker, cron and the `flask` commands check at start (or when a command
 fails) and answer in one line that says what to do, not with a traceback:
 "cannot reach PostgreSQL at 127.0.0.1:5432: connection refused", or the
 migration sentence /readyz gives plus "run `alembic upgrade head`". Only at
-start: a database that goes away later is waited out by the loops.
+start: a database that goes away later is waited out by the loops. A server
+that refuses only for now (starting, or out of connection slots) is waited
+out at start too, for a while.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +29,8 @@ MIGRATIONS = Path(__file__).resolve().parents[1] / "alembic"
 #: "relation does not exist": the tables were never created.
 UNDEFINED_TABLE = "42P01"
 UPGRADE = "run `alembic upgrade head`"
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -69,14 +75,58 @@ def unreachable(url: str, error: BaseException) -> str:
     return f"cannot reach PostgreSQL at {where(url)}: {_reason(error)}"
 
 
-def check(engine: Engine) -> str | None:
-    """The one line that says why this process cannot work with `engine`'s database, or None."""
-    try:
-        with engine.connect() as conn:
-            problem = schema_problem(conn)
-    except exc.OperationalError as error:
-        return unreachable(engine.url.render_as_string(hide_password=True), error)
-    return None if problem is None else f"{problem}: {UPGRADE}"
+#: How long worker and cron wait at start for a server that refuses for now (`PASSING`).
+START_PATIENCE = 60.0
+#: What a server says when it refuses connections only for now: it is starting, stopping
+#: or recovering, or its connection slots (or a role's or database's) are all taken.
+#: A refused connection carries no SQLSTATE, only its text.
+PASSING = (
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "too many clients already",
+    "remaining connection slots are reserved",
+    "too many connections for role",
+    "too many connections for database",
+)
+
+
+def check(
+    engine: Engine, *, patience: float = 0.0, stopping: Callable[[], bool] = lambda: False
+) -> str | None:
+    """The one line that says why this process cannot work with `engine`'s database, or None.
+
+    A refusal that passes by itself (see `PASSING`) is waited out for up
+    to `patience` seconds, saying so in the log: a worker restarted while
+    the fleet holds every connection, or while the server restarts, then
+    starts once there is room instead of exiting as if misconfigured. Once
+    `stopping()` holds, the wait ends with None: the caller honours the stop.
+    """
+    where_to = engine.url.render_as_string(hide_password=True)
+    deadline, pause, said = time.monotonic() + patience, 0.2, 0.0
+    while True:
+        try:
+            with engine.connect() as conn:
+                problem = schema_problem(conn)
+            return None if problem is None else f"{problem}: {UPGRADE}"
+        except exc.OperationalError as error:
+            line = unreachable(where_to, error)
+            if not any(words in str(error) for words in PASSING):
+                return line
+            now = time.monotonic()
+            if now >= deadline:
+                return line
+            if now - said >= 10.0:
+                log.warning("%s; waiting up to %.0f s more", line, deadline - now)
+                said = now
+        engine.dispose()  # no half-open pool left behind
+        until = min(deadline, time.monotonic() + pause)
+        while time.monotonic() < until:
+            if stopping():
+                return None
+            time.sleep(0.05)
+        pause = min(pause * 2, 2.0)
 
 
 def explain(engine: Engine, error: exc.SQLAlchemyError) -> str | None:

@@ -26,6 +26,11 @@ def defer() -> None:
         signal.signal(signum, _remember)
 
 
+def requested() -> bool:
+    """Whether a stop has arrived while starting (for waits that should end at once)."""
+    return bool(_received)
+
+
 def honoured(process: str) -> bool:
     """Whether a stop arrived while starting (logged); the caller then exits 0."""
     if not _received:
