@@ -34,16 +34,23 @@ def normalize_database_url(url: str) -> str:
     )
 
 
+#: The largest seconds or days a setting may hold: past it, waits overflow the
+#: platform's clock (threading's TIMEOUT_MAX is about 9.2e9 s).
+MAX_SETTING = 1e9
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive, finite number. NaN would turn every wait on it into a busy loop,
+    and infinity (or 1e309) crash the first wait with an OverflowError."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {raw!r}")
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 < value <= MAX_SETTING:  # also refuses NaN and infinity
+        raise ConfigError(f"{name} must be a positive number up to {MAX_SETTING:g}, got {raw!r}")
     return value
 
 
@@ -65,8 +72,11 @@ def _timeout(env: Mapping[str, str], name: str, default: float, *, off: bool = F
     raw = env.get(name, "").strip()
     if off and raw in ("0", "off"):
         return 0.0
-    value = _float(env, name, default)
-    if not 0 < value <= 86_400:  # also refuses NaN and infinity
+    try:
+        value = _float(env, name, default)
+    except ConfigError:
+        value = 0.0  # refused below, with what a timeout may be
+    if not 0 < value <= 86_400:
         allowed = "0 (off) or " if off else ""
         raise ConfigError(f"{name} must be {allowed}a number of seconds up to 86400, got {raw!r}")
     return value

@@ -38,6 +38,14 @@ def test_bad_numbers_fail_at_start() -> None:
         Settings.from_env(env)
 
 
+@pytest.mark.parametrize("raw", ["nan", "NaN", "inf", "-inf", "1e309", "1e10", "0", "-1", "x"])
+@pytest.mark.parametrize("name", ["WORKER_POLL_INTERVAL", "JOB_RETENTION_DAYS", "LOGIN_WINDOW"])
+def test_a_number_that_no_wait_can_use_fails_at_start(name: str, raw: str) -> None:
+    # NaN made every wait on it return at once (a busy loop), infinity crashed the first.
+    with pytest.raises(ConfigError, match=rf"^{name} must be a (positive )?number"):
+        Settings.from_env({"DATABASE_URL": "postgresql://h/db", name: raw})
+
+
 @pytest.mark.parametrize(
     ("key", "words"),
     [
