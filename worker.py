@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queues", help="comma-separated queues to work (default: all)")
-    parser.add_argument("--concurrency", type=_positive, help="jobs at once (WORKER_CONCURRENCY)")
+    parser.add_argument(
+        "--concurrency", type=_concurrency, help="jobs at once (WORKER_CONCURRENCY)"
+    )
     args = parser.parse_args(argv)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     for queue in queues or ():
@@ -71,10 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     return worker.run()
 
 
-def _positive(text: str) -> int:
+def _concurrency(text: str) -> int:
+    from app.config import MAX_CONCURRENCY
+
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_CONCURRENCY:,}, got {value}")
     return value
 
 

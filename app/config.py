@@ -54,7 +54,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, high: int | None = None) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -64,7 +64,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"{name} must be at most {high:,}, got {raw!r}")
     return value
+
+
+#: Job threads one worker process may run: each is a thread and, with the default
+#: WORKER_DB_POOL, a connection; a typo's extra zeros must not start a million.
+MAX_CONCURRENCY = 1_000
 
 
 def _timeout(env: Mapping[str, str], name: str, default: float, *, off: bool = False) -> float:
@@ -375,7 +382,9 @@ class Settings:
             worker_db_pool=_pool(env, "WORKER_DB_POOL", None),
             web_threads=_pool(env, "WEB_THREADS", cls.web_threads) or cls.web_threads,
             web_db_pool=_pool(env, "WEB_DB_POOL", None),
-            worker_concurrency=_int(env, "WORKER_CONCURRENCY", cls.worker_concurrency),
+            worker_concurrency=_int(
+                env, "WORKER_CONCURRENCY", cls.worker_concurrency, MAX_CONCURRENCY
+            ),
             heartbeat_interval=_float(env, "WORKER_HEARTBEAT_INTERVAL", cls.heartbeat_interval),
             stale_timeout=_float(env, "WORKER_STALE_TIMEOUT", cls.stale_timeout),
             shutdown_grace=_float(env, "WORKER_SHUTDOWN_GRACE", cls.shutdown_grace),
@@ -422,7 +431,7 @@ class Settings:
             mail_from=env.get("MAIL_FROM", cls.mail_from),
             mail_dir=env.get("MAIL_DIR", cls.mail_dir),
             smtp_host=env.get("SMTP_HOST", "").strip(),
-            smtp_port=_int(env, "SMTP_PORT", cls.smtp_port),
+            smtp_port=_int(env, "SMTP_PORT", cls.smtp_port, 65_535),
             smtp_starttls=_bool(env, "SMTP_STARTTLS", cls.smtp_starttls),
             smtp_username=env.get("SMTP_USERNAME", ""),
             smtp_password=env.get("SMTP_PASSWORD", ""),

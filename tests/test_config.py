@@ -46,6 +46,14 @@ def test_a_number_that_no_wait_can_use_fails_at_start(name: str, raw: str) -> No
         Settings.from_env({"DATABASE_URL": "postgresql://h/db", name: raw})
 
 
+def test_a_concurrency_past_any_machine_fails_at_start() -> None:
+    # Each slot is a thread and a connection: a typo's extra zeros must not start them.
+    env = {"DATABASE_URL": "postgresql://h/db", "WORKER_CONCURRENCY": "100000"}
+    with pytest.raises(ConfigError, match="WORKER_CONCURRENCY must be at most 1,000"):
+        Settings.from_env(env)
+    assert Settings.from_env({**env, "WORKER_CONCURRENCY": "1000"}).worker_concurrency == 1000
+
+
 @pytest.mark.parametrize(
     ("key", "words"),
     [
