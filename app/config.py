@@ -273,6 +273,8 @@ class Settings:
     job_retention_days: float = 14.0
     #: ... and past this many finished jobs, the oldest, whatever their age (None: no cap).
     job_retention_rows: int | None = None
+    #: Records of what people did to jobs, queues and schedules are kept this many days.
+    audit_retention_days: float = 365.0
     #: Cron forgets a schedule removed from code this many days after noticing.
     cron_orphan_retention_days: float = 30.0
     #: The release step: how long a migration waits for a lock before it lets the
@@ -394,6 +396,7 @@ class Settings:
             worker_max_abandoned=_int(env, "WORKER_MAX_ABANDONED", cls.worker_max_abandoned),
             job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
             job_retention_rows=_count(env, "JOB_RETENTION_ROWS"),
+            audit_retention_days=_float(env, "AUDIT_RETENTION_DAYS", cls.audit_retention_days),
             cron_orphan_retention_days=_float(
                 env, "CRON_ORPHAN_RETENTION_DAYS", cls.cron_orphan_retention_days
             ),

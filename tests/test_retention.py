@@ -1,4 +1,5 @@
-"""Finished jobs leave the table by age, and past a number of rows, by count.
+"""Finished jobs leave the table by age, and past a number of rows, by count; records
+of what people did, by age.
 
 The table's size decides what pruning, vacuum and every claim cost (see
 `bench/retention.py` and docs/operations.md, Retention), so an operator can
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from app.config import ConfigError, Settings
-from app.jobs.maintenance import prune_jobs
+from app.jobs.maintenance import prune_audit, prune_jobs
 from tests import factory
 
 HISTORY = text("""
@@ -82,3 +83,23 @@ def test_a_row_cap_is_a_positive_whole_number(raw: str) -> None:
 def test_a_row_cap_may_be_written_with_underscores() -> None:
     env = {"DATABASE_URL": "postgresql://h/db", "JOB_RETENTION_ROWS": "20_000_000"}
     assert Settings.from_env(env).job_retention_rows == 20_000_000
+
+
+ACTIONS = text("""
+INSERT INTO operator_actions (at, actor, via, action, subject)
+SELECT now() - make_interval(days => g), 'ops@example.com', 'cli', 'pause', 'day ' || g
+FROM generate_series(0, :count - 1) AS g
+""")
+
+
+def test_records_of_what_people_did_go_after_the_audit_retention(
+    db: Engine, settings: Settings
+) -> None:
+    with db.begin() as conn:
+        conn.execute(ACTIONS, {"count": 12})
+    assert settings.audit_retention_days == 365  # a year unless AUDIT_RETENTION_DAYS says
+    assert prune_audit(factory.context(db, settings)) == 0
+    assert prune_audit(factory.context(db, settings), older_than_days=4.5, batch=2) == 7
+    with db.connect() as conn:
+        kept = conn.execute(text("SELECT subject FROM operator_actions ORDER BY at DESC"))
+        assert kept.scalars().all() == [f"day {g}" for g in range(5)]

@@ -3,7 +3,8 @@
 `record` writes into the caller's session without committing, like every
 operation it records: the action and its record commit together, or
 neither does. The job page lists a job's records (`for_job`); records of a
-deleted job stay, so they say who deleted it.
+deleted job stay, so they say who deleted it, until AUDIT_RETENTION_DAYS
+have passed (`prune`, run daily by `pillars.prune_audit`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
+
+from app.db import delete_in_batches
 
 #: Longest actor, subject or detail kept: what a person wrote, not what an attacker sent.
 MAX_TEXT = 500
@@ -106,4 +109,26 @@ def recent(conn: Connection, limit: int = 10) -> list[Any]:
         """),
             {"limit": limit, "scan": 50 * limit},
         )
+    )
+
+
+# Oldest first along the primary key: ids grow with time, so each batch is
+# the head of the index and the scan stops at the first young record.
+_PRUNE = text("""
+WITH gone AS (
+    DELETE FROM operator_actions
+    WHERE id IN (SELECT id FROM operator_actions
+                 WHERE at < now() - make_interval(secs => :older_than)
+                 ORDER BY id LIMIT :limit)
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+""")
+
+
+def prune(engine: Engine, days: float, batch: int = 5_000) -> int:
+    """Delete records older than `days`, a batch per transaction; return how many."""
+    params = {"older_than": days * 86_400, "limit": batch}
+    return delete_in_batches(
+        engine, lambda conn: int(conn.execute(_PRUNE, params).scalar_one()), batch
     )

@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import Engine, text
 
 from app.db import delete_in_batches
-from app.jobs import sql
+from app.jobs import audit, sql
 from app.jobs.context import JobContext
 from app.jobs.registry import job
 
@@ -65,3 +65,13 @@ def _prune(engine: Engine, older_than: float, batch: int) -> int:
     return delete_in_batches(
         engine, lambda conn: int(conn.execute(sql.PRUNE, params).scalar_one()), batch
     )
+
+
+@job("pillars.prune_audit", queue="default", max_attempts=3, timeout=600)
+def prune_audit(ctx: JobContext, older_than_days: float | None = None, batch: int = 5_000) -> int:
+    """Delete records of what people did (`app.jobs.audit`) older than
+    AUDIT_RETENTION_DAYS; returns how many were deleted."""
+    days = ctx.settings.audit_retention_days if older_than_days is None else older_than_days
+    deleted = audit.prune(ctx.engine, days, batch)
+    log.info("pruned %d operator action record(s) older than %s day(s)", deleted, days)
+    return deleted
