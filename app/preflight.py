@@ -104,7 +104,8 @@ def check(
     `stopping()` holds, the wait ends with None: the caller honours the stop.
     """
     where_to = engine.url.render_as_string(hide_password=True)
-    deadline, pause, said = time.monotonic() + patience, 0.2, 0.0
+    deadline, pause = time.monotonic() + patience, 0.2
+    said: float | None = None
     while True:
         try:
             with engine.connect() as conn:
@@ -117,7 +118,7 @@ def check(
             now = time.monotonic()
             if now >= deadline:
                 return line
-            if now - said >= 10.0:
+            if said is None or now - said >= 10.0:
                 log.warning("%s; waiting up to %.0f s more", line, deadline - now)
                 said = now
         engine.dispose()  # no half-open pool left behind
