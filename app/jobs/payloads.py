@@ -99,20 +99,28 @@ def decode(text: str | None) -> tuple[dict[str, Any], str | None]:
 
 
 def _deep_or_circular(payload: object, where: str, max_depth: int) -> str:
-    """Why encoding ran out of stack: a value that contains itself, or deep nesting."""
-    stack: list[tuple[object, frozenset[int]]] = [(payload, frozenset())]
+    """Why encoding ran out of stack: a value that contains itself, or deep nesting.
+
+    One walk, depth first, with the containers on the current path in a set:
+    linear in the payload, however deep or wide.
+    """
+    on_path: set[int] = set()
+    stack: list[tuple[object, int, bool]] = [(payload, 0, False)]
     while stack:
-        value, inside = stack.pop()
+        value, depth, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(value))
+            continue
         if not isinstance(value, dict | list):
             continue
-        if id(value) in inside:
+        if id(value) in on_path:
             return f"{where} is not JSON: Circular reference detected"
-        if len(inside) >= max_depth:
+        if depth >= max_depth:
             break
-        within = inside | {id(value)}
-        stack.extend(
-            (child, within) for child in (value.values() if isinstance(value, dict) else value)
-        )
+        on_path.add(id(value))
+        stack.append((value, depth, True))
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1, False) for child in children)
     return f"{where} is nested deeper than {max_depth} levels"
 
 

@@ -81,7 +81,7 @@ def _prepare(request: JobRequest) -> dict[str, Any]:
         if request.unique_key is None
         else options.text(request.unique_key, "unique_key", max_bytes=options.MAX_UNIQUE_KEY_BYTES),
         "context": context
-        if context == "" and type(context) is str
+        if type(context) is str and context == ""
         else options.text(context, "context", max_chars=options.MAX_CONTEXT_CHARS),
         **_flow(spec, request, document),
     }
