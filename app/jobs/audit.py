@@ -112,8 +112,9 @@ def recent(conn: Connection, limit: int = 10) -> list[Any]:
     )
 
 
-# Oldest first along the primary key: ids grow with time, so each batch is
-# the head of the index and the scan stops at the first young record.
+# Oldest first along the primary key: ids grow with time, so each full batch
+# is the head of the index. The last batch, short of old records, reads on to
+# the end of the table: once a day, over a few rows per human action.
 _PRUNE = text("""
 WITH gone AS (
     DELETE FROM operator_actions
