@@ -54,3 +54,34 @@ def test_jobs_no_thread_has_started_can_be_taken_back_and_never_run() -> None:
     gate.set()
     wait_for(lambda: len(finished) == 1, what="the running job")
     assert started == ["busy"]
+
+
+def test_jobs_handed_to_idle_threads_all_run_at_once() -> None:
+    """Idle threads are woken one after another, but every one of them is woken:
+    ten jobs that can only finish together (a barrier of ten) finish."""
+    barrier = threading.Barrier(10, timeout=10)
+    finished: list[Outcome] = []
+
+    def run(job: Claimed) -> Outcome:
+        barrier.wait()
+        return Outcome(job, ok=True)
+
+    threads = JobThreads(10, run, finished.append)
+    for _ in range(10):
+        threads.submit(claimed(), None)
+    wait_for(lambda: len(finished) == 10, what="ten jobs that need each other")
+    assert not barrier.broken
+
+
+def test_a_job_handed_over_while_threads_go_idle_is_never_stranded() -> None:
+    """Thousands of hand-offs racing threads that are just going idle: each job runs."""
+    finished = threading.Semaphore(0)
+    threads = JobThreads(3, lambda job: Outcome(job, ok=True), lambda outcome: finished.release())
+    for n in range(1, 5_001):
+        threads.submit(claimed(), None)
+        if n % 7 == 0:  # now and then, let every thread fall idle first
+            for _ in range(7):
+                assert finished.acquire(timeout=10), f"a job of the {n // 7}th group never ran"
+    for _ in range(5_000 % 7):
+        assert finished.acquire(timeout=10), "one of the last jobs never ran"
+    wait_for(lambda: len(threads) == 0, what="the last job to leave")

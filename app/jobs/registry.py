@@ -263,6 +263,11 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._specs)
 
+    def timeout(self, name: str) -> float | None:
+        """The time limit of `name`'s handler; None for a name with no handler here."""
+        spec = self._specs.get(name)
+        return spec.timeout if spec is not None else None
+
     def __contains__(self, name: object) -> bool:
         return name in self._specs
 

@@ -12,13 +12,13 @@ alive and stops once too many linger (`Worker`).
 from __future__ import annotations
 
 import ctypes
+import heapq
 import itertools
 import logging
-import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from app.jobs.errors import JobTimeout
@@ -47,6 +47,16 @@ def _checkpoint() -> None:
     """A Python-level call: lets a pending timeout interrupt fire here, not later."""
 
 
+class _Slot:
+    """An idle thread's lock, held until the thread is woken to look for a job."""
+
+    __slots__ = ("wake",)
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
 class JobThreads:
     """`size` slots; `run` executes a job, `done` receives its outcome."""
 
@@ -61,9 +71,18 @@ class JobThreads:
         self.size = size
         self.grace = grace
         self._run, self._done = run, done
-        # Highest priority first, then in claim order: a job claimed ahead
-        # never holds up a more urgent one claimed after it.
-        self._tasks: queue.PriorityQueue[tuple[int, int, Running]] = queue.PriorityQueue()
+        # Jobs not started yet: highest priority first, then in claim order,
+        # so a job claimed ahead never holds up a more urgent one claimed
+        # after it. Idle threads are woken one at a time, each waking the
+        # next if jobs are left when it takes one: a thread that has just
+        # finished takes the next job without anyone being woken, and short
+        # jobs cost no wake-up each (a shared queue woke a thread per job,
+        # and each woken thread contended with the next hand-off).
+        self._mutex = threading.Lock()
+        self._waiting: list[tuple[int, int, Running]] = []
+        self._idle: list[_Slot] = []
+        #: A thread has been woken and has not taken a job yet.
+        self._waking = False
         self._order = itertools.count()
         self._running: dict[tuple[uuid.UUID, int], Running] = {}
         self._abandoned: list[Running] = []
@@ -91,9 +110,27 @@ class JobThreads:
 
     def submit(self, job: Claimed, timeout: float | None) -> None:
         """Run `job` on the next free thread (at once, if one is free)."""
-        running = Running(job, timeout)
-        self._running[job.key] = running
-        self._tasks.put((-job.priority, next(self._order), running))
+        self.submit_all([(job, timeout)])
+
+    def submit_all(self, jobs: Sequence[tuple[Claimed, float | None]]) -> None:
+        """`submit` each (job, timeout), taking the lock once for them all."""
+        held = [Running(job, timeout) for job, timeout in jobs]
+        for running in held:
+            self._running[running.job.key] = running
+        with self._mutex:
+            for running in held:
+                entry = (-running.job.priority, next(self._order), running)
+                heapq.heappush(self._waiting, entry)
+            woken = self._wake_one()
+        if woken is not None:
+            woken.wake.release()
+
+    def _wake_one(self) -> _Slot | None:
+        """An idle thread to wake (with `_mutex` held), unless one is already on its way."""
+        if self._waking or not self._idle:
+            return None
+        self._waking = True
+        return self._idle.pop()  # the thread idle the shortest: the warmest
 
     def withdraw_waiting(self) -> list[Claimed]:
         """Take back the jobs claimed ahead, that no idle thread is about to start.
@@ -140,9 +177,29 @@ class JobThreads:
         name = f"pillars-job-{next(self._names)}"
         threading.Thread(target=self._serve, name=name, daemon=True).start()
 
-    def _serve(self) -> None:
+    def _next(self, slot: _Slot) -> Running:
+        """The most urgent waiting job, once there is one; wakes the next idle thread
+        if more are waiting."""
+        woken = False
         while True:
-            _, _, running = self._tasks.get()
+            with self._mutex:
+                if woken:
+                    self._waking = False
+                if self._waiting:
+                    running = heapq.heappop(self._waiting)[2]
+                    other = self._wake_one() if self._waiting else None
+                    break
+                self._idle.append(slot)
+            slot.wake.acquire()
+            woken = True
+        if other is not None:
+            other.wake.release()
+        return running
+
+    def _serve(self) -> None:
+        slot = _Slot()
+        while True:
+            running = self._next(slot)
             with running.lock:
                 if running.withdrawn:
                     continue

@@ -175,9 +175,8 @@ class Worker:
             )
         with self._lock:
             del self._outcomes[: len(outcomes)]
-        for job in claimed:
-            spec = registry.get(job.name) if job.name in registry else None
-            self._threads.submit(job, spec.timeout if spec else None)
+        if claimed:
+            self._threads.submit_all([(job, registry.timeout(job.name)) for job in claimed])
 
     def _notify(self) -> None:
         self._notified.set()
