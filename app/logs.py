@@ -246,6 +246,14 @@ class _Handoff(logging.handlers.QueueHandler):
     stream's lock at every job.
     """
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """As `Handler.handle`, without its lock: handing off is thread-safe as it is, and
+        the job threads that all log at the end of every job must not queue up on it."""
+        passed = self.filter(record)
+        if passed:
+            self.emit(record)
+        return bool(passed)
+
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         # Formatted where it is written; only the arguments are fixed now,
         # since the objects they name may change before then.

@@ -9,6 +9,7 @@ any text, whatever its key.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +30,10 @@ SECRET_WORDS = frozenset({"key", "pwd", "pin", "otp", "cvv", "cvc", "cvv2", "ssn
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret(key: str) -> bool:
+    """Whether `key` names a secret. Remembered: the same few keys come with every job
+    (and every line it logs), and two regular expressions per key add up."""
     if SECRET_KEY.search(key):
         return True
     return any(word.lower() in SECRET_WORDS for word in _WORDS.findall(key))
