@@ -54,7 +54,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, high: int | None = None) -> int:
+#: The largest count a whole-number setting may hold unless it says otherwise: far
+#: past any sensible limit, short of a typo's extra zeros that turn one into none.
+MAX_COUNT = 1_000_000
+
+
+def _int(env: Mapping[str, str], name: str, default: int, high: int = MAX_COUNT) -> int:
+    """A whole number from 1 to `high`."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -64,7 +70,7 @@ def _int(env: Mapping[str, str], name: str, default: int, high: int | None = Non
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
-    if high is not None and value > high:
+    if value > high:
         raise ConfigError(f"{name} must be at most {high:,}, got {raw!r}")
     return value
 
@@ -72,6 +78,17 @@ def _int(env: Mapping[str, str], name: str, default: int, high: int | None = Non
 #: Job threads one worker process may run: each is a thread and, with the default
 #: WORKER_DB_POOL, a connection; a typo's extra zeros must not start a million.
 MAX_CONCURRENCY = 1_000
+#: The deepest JOB_PAYLOAD_MAX_DEPTH: deeper payloads may not encode at all (Python's
+#: recursion limit), and would be refused with a limit they do not exceed.
+MAX_PAYLOAD_DEPTH = 500
+#: The largest JOB_PAYLOAD_MAX_BYTES: a queue message, well inside jsonb's 255 MB.
+MAX_PAYLOAD_BYTES = 100 * 1024 * 1024
+#: The largest UPLOAD_MAX_BYTES: an upload is held in a web process's memory and
+#: stored in one bytea field (at most 1 GB).
+MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+#: The most MIGRATION_LOCK_RETRIES: each waits up to MIGRATION_LOCK_TIMEOUT, and a
+#: release step that retries for days is a stuck one.
+MAX_LOCK_RETRIES = 1_000
 
 
 def _timeout(env: Mapping[str, str], name: str, default: float, *, off: bool = False) -> float:
@@ -222,8 +239,8 @@ class PayloadLimits:
     def from_env(cls, env: Mapping[str, str] | None = None) -> PayloadLimits:
         env = os.environ if env is None else env
         return cls(
-            max_depth=_int(env, "JOB_PAYLOAD_MAX_DEPTH", cls.max_depth),
-            max_bytes=_int(env, "JOB_PAYLOAD_MAX_BYTES", cls.max_bytes),
+            max_depth=_int(env, "JOB_PAYLOAD_MAX_DEPTH", cls.max_depth, MAX_PAYLOAD_DEPTH),
+            max_bytes=_int(env, "JOB_PAYLOAD_MAX_BYTES", cls.max_bytes, MAX_PAYLOAD_BYTES),
         )
 
 
@@ -393,7 +410,9 @@ class Settings:
             poll_interval=_float(env, "WORKER_POLL_INTERVAL", cls.poll_interval),
             worker_synchronous_commit=synchronous,
             worker_timeout_grace=_float(env, "WORKER_TIMEOUT_GRACE", cls.worker_timeout_grace),
-            worker_max_abandoned=_int(env, "WORKER_MAX_ABANDONED", cls.worker_max_abandoned),
+            worker_max_abandoned=_int(
+                env, "WORKER_MAX_ABANDONED", cls.worker_max_abandoned, MAX_CONCURRENCY
+            ),
             job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
             job_retention_rows=_count(env, "JOB_RETENTION_ROWS"),
             audit_retention_days=_float(env, "AUDIT_RETENTION_DAYS", cls.audit_retention_days),
@@ -403,14 +422,16 @@ class Settings:
             migration_lock_timeout=_timeout(
                 env, "MIGRATION_LOCK_TIMEOUT", cls.migration_lock_timeout
             ),
-            migration_lock_retries=_int(env, "MIGRATION_LOCK_RETRIES", cls.migration_lock_retries),
+            migration_lock_retries=_int(
+                env, "MIGRATION_LOCK_RETRIES", cls.migration_lock_retries, MAX_LOCK_RETRIES
+            ),
             migration_statement_timeout=_timeout(
                 env, "MIGRATION_STATEMENT_TIMEOUT", cls.migration_statement_timeout, off=True
             ),
             secret_key=env.get("SECRET_KEY", ""),
             metrics_token=env.get("METRICS_TOKEN", ""),
             site_url=env.get("SITE_URL", cls.site_url).rstrip("/"),
-            upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", cls.upload_max_bytes),
+            upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", cls.upload_max_bytes, MAX_UPLOAD_BYTES),
             reports_in_flight_max=_int(env, "REPORTS_IN_FLIGHT_MAX", cls.reports_in_flight_max),
             report_builds_per_user=_int(env, "REPORT_BUILDS_PER_USER", cls.report_builds_per_user),
             export_retention_days=_float(env, "EXPORT_RETENTION_DAYS", cls.export_retention_days),

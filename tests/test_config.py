@@ -6,7 +6,14 @@ import secrets
 
 import pytest
 
-from app.config import ConfigError, Rate, Settings, normalize_database_url, secret_key_problem
+from app.config import (
+    ConfigError,
+    PayloadLimits,
+    Rate,
+    Settings,
+    normalize_database_url,
+    secret_key_problem,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,6 +59,32 @@ def test_a_concurrency_past_any_machine_fails_at_start() -> None:
     with pytest.raises(ConfigError, match="WORKER_CONCURRENCY must be at most 1,000"):
         Settings.from_env(env)
     assert Settings.from_env({**env, "WORKER_CONCURRENCY": "1000"}).worker_concurrency == 1000
+
+
+@pytest.mark.parametrize(
+    ("name", "largest"),
+    [
+        ("JOB_PAYLOAD_MAX_DEPTH", 500),
+        ("JOB_PAYLOAD_MAX_BYTES", 100 * 1024 * 1024),
+        ("UPLOAD_MAX_BYTES", 512 * 1024 * 1024),
+        ("MIGRATION_LOCK_RETRIES", 1_000),
+        ("WORKER_MAX_ABANDONED", 1_000),
+        ("REPORTS_IN_FLIGHT_MAX", 1_000_000),
+        ("REPORT_BUILDS_PER_USER", 1_000_000),
+        ("LOGIN_MAX_FAILURES", 1_000_000),
+    ],
+)
+def test_a_whole_number_past_its_largest_sensible_value_fails_at_start(
+    name: str, largest: int
+) -> None:
+    # Past these, a limit stops limiting: a payload depth Python cannot encode
+    # (refused with a limit it does not exceed), an upload no field can store,
+    # a release step that retries for days.
+    read = PayloadLimits.from_env if name.startswith("JOB_PAYLOAD_") else Settings.from_env
+    env = {"DATABASE_URL": "postgresql://h/db"}
+    with pytest.raises(ConfigError, match=rf"^{name} must be at most {largest:,}, got"):
+        read({**env, name: str(largest + 1)})
+    read({**env, name: str(largest)})
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from app.jobs import (
     enqueue,
     enqueue_many,
     pause_queue,
+    payloads,
     writing,
 )
 from app.jobs.registry import Registry
@@ -204,6 +205,13 @@ def _nest(levels: int) -> Any:
     for _ in range(levels):
         value = {"n": value}
     return value
+
+
+def test_a_payload_too_deep_to_encode_is_never_blamed_on_a_limit_it_does_not_exceed() -> None:
+    # Python's stack gives out near 1,000 levels, whatever the limit asked for.
+    with pytest.raises(InvalidPayload) as refused:
+        payloads.to_json(_nest(3_000), "payload", max_depth=10_000, max_bytes=1 << 30)
+    assert str(refused.value) == "payload is nested too deeply to encode here (3000 levels)"
 
 
 @pytest.mark.parametrize(("what", "attempt", "error", "words"), BAD, ids=[b[0] for b in BAD])

@@ -99,13 +99,15 @@ def decode(text: str | None) -> tuple[dict[str, Any], str | None]:
 
 
 def _deep_or_circular(payload: object, where: str, max_depth: int) -> str:
-    """Why encoding ran out of stack: a value that contains itself, or deep nesting.
+    """Why encoding ran out of stack: a value that contains itself, or deep nesting
+    (past `max_depth`, or past what this thread's stack can encode at all).
 
     One walk, depth first, with the containers on the current path in a set:
     linear in the payload, however deep or wide.
     """
     on_path: set[int] = set()
     stack: list[tuple[object, int, bool]] = [(payload, 0, False)]
+    deepest = 0
     while stack:
         value, depth, leaving = stack.pop()
         if leaving:
@@ -116,12 +118,13 @@ def _deep_or_circular(payload: object, where: str, max_depth: int) -> str:
         if id(value) in on_path:
             return f"{where} is not JSON: Circular reference detected"
         if depth >= max_depth:
-            break
+            return f"{where} is nested deeper than {max_depth} levels"
+        deepest = max(deepest, depth + 1)
         on_path.add(id(value))
         stack.append((value, depth, True))
         children = value.values() if isinstance(value, dict) else value
         stack.extend((child, depth + 1, False) for child in children)
-    return f"{where} is nested deeper than {max_depth} levels"
+    return f"{where} is nested too deeply to encode here ({deepest} levels)"
 
 
 def _check_depth(payload: object, where: str, max_depth: int) -> None:
