@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, TextClause, text
+from sqlalchemy import Connection, Engine, TextClause, text
 
+from app.config import Settings
 from app.db import Raw, on_driver
-from app.jobs import sql
+from app.jobs import claims, sql
 
 pytestmark = pytest.mark.slow
 
@@ -71,19 +75,32 @@ def test_claim_walks_the_claim_index_without_sorting_the_backlog(
     assert "Seq Scan on jobs" not in explained, explained
 
 
-def generic_plan(engine: Engine, statement: Raw, params: dict[str, str]) -> str:
-    """The plan the worker's loop runs `statement` with: prepared, and planned once
-    without its values (see `Worker._connection`)."""
+def cycle_args(statement: Raw, params: dict[str, str]) -> str:
+    """EXECUTE's arguments for `statement`: `params` as SQL literals, the worker and a
+    LIMIT of 10, and empty arrays for the outcomes it saves."""
     values = {"worker_id": "'w'", "limit": "10", **params}
-    args = ", ".join(values.get(name, "'{}'") for name in statement.names)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-        conn.exec_driver_sql("PREPARE cycle AS " + statement.query.decode())
-        try:
-            return "\n".join(conn.exec_driver_sql(f"EXPLAIN EXECUTE cycle({args})").scalars())
-        finally:
-            conn.exec_driver_sql("DEALLOCATE cycle")
-            conn.exec_driver_sql("RESET plan_cache_mode")
+    return ", ".join(values.get(name, "'{}'") for name in statement.names)
+
+
+@contextmanager
+def planned_once(conn: Connection, statement: Raw) -> Iterator[None]:
+    """`statement` prepared as `cycle` and planned once, without its values, as the
+    worker's loop runs it (see `claims.loop_connection`); undone at the end."""
+    conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+    conn.exec_driver_sql("PREPARE cycle AS " + statement.query.decode())
+    try:
+        yield
+    finally:
+        conn.rollback()
+        conn.exec_driver_sql("DEALLOCATE cycle")
+        conn.exec_driver_sql("RESET plan_cache_mode")
+
+
+def generic_plan(engine: Engine, statement: Raw, params: dict[str, str]) -> str:
+    """The plan the worker's loop runs `statement` with."""
+    with engine.connect() as conn, planned_once(conn, statement):
+        explained = conn.exec_driver_sql(f"EXPLAIN EXECUTE cycle({cycle_args(statement, params)})")
+        return "\n".join(explained.scalars())
 
 
 @pytest.mark.parametrize(
@@ -159,3 +176,111 @@ def test_the_cycle_goes_out_in_numbered_placeholders_the_server_reads_as_written
     for statement in sql.CYCLE_DRIVER.values():
         assert b"%(" not in statement.query and statement.query.count(b"$1") >= 1
         assert {"worker_id", "limit", "done_ids"} <= set(statement.names)
+
+
+@pytest.fixture
+def unseen_burst(db: Engine) -> Iterator[Engine]:
+    """300 finished jobs, analyzed; then a burst of 20,000 queued ones the statistics
+    have not seen yet (autovacuum is held off the table until the test ends)."""
+    fill = """
+        INSERT INTO jobs (name, state, run_at, finished_at)
+        SELECT 'test.noop', :state, now() - n * interval '1 second',
+               CASE WHEN :state = 'succeeded' THEN now() END
+        FROM generate_series(1, :n) AS n
+    """
+    with db.connect() as conn:
+        auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+        auto.execute(text("ALTER TABLE jobs SET (autovacuum_enabled = off)"))
+        auto.execute(text(fill), {"state": "succeeded", "n": 300})
+        auto.execute(text("ANALYZE jobs"))
+        auto.execute(text(fill), {"state": "queued", "n": 20_000})
+    yield db
+    with db.connect() as conn:
+        auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+        auto.execute(text("ALTER TABLE jobs RESET (autovacuum_enabled)"))
+
+
+def most_rows_one_step_reads(engine: Engine, statement: Raw, params: dict[str, str]) -> int:
+    """Run `statement` as the worker's loop does and return the most rows any step of
+    its plan read (kept or filtered out); then undo what it did."""
+    with engine.connect() as conn, planned_once(conn, statement):
+        (document,) = conn.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE cycle({cycle_args(statement, params)})"
+        ).scalar_one()
+    return most_rows_read(document["Plan"])
+
+
+def most_rows_read(plan: dict[str, Any]) -> int:
+    """The most rows any step of an EXPLAIN ANALYZE plan read, kept or filtered out."""
+    most, steps = 0, [plan]
+    while steps:
+        step = steps.pop()
+        read = step["Actual Rows"] + step.get("Rows Removed by Filter", 0)
+        most = max(most, read * step["Actual Loops"])
+        steps.extend(step.get("Plans", []))
+    return int(most)
+
+
+@pytest.mark.parametrize(
+    ("statement", "params"),
+    [
+        (sql.CYCLE_ANY, {}),
+        (sql.CYCLE_ONE_QUEUE, {"queue": "'default'"}),
+        (sql.CYCLE_QUEUES, {"queues": "'{default,mail}'"}),
+    ],
+)
+def test_a_burst_the_statistics_have_not_seen_is_not_read_whole_by_every_cycle(
+    unseen_burst: Engine, statement: TextClause, params: dict[str, str]
+) -> None:
+    """Until autovacuum analyzes the table, the plan is made for the few rows it last
+    saw: no part of the cycle may then read the whole backlog (it once hashed every
+    queued job, to learn whether a limited queue had one due)."""
+    most = most_rows_one_step_reads(unseen_burst, sql.CYCLE_DRIVER[statement], params)
+    assert most <= 100, f"a step of the cycle read {most} rows of a 20,000-job burst"
+
+
+@pytest.fixture
+def empty_analyzed(db: Engine) -> Iterator[Engine]:
+    """The jobs table empty, vacuumed and analyzed so: the statistics of a fresh
+    deployment (autovacuum is held off the table until the test ends)."""
+    with db.connect() as conn:
+        auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+        auto.execute(text("ALTER TABLE jobs SET (autovacuum_enabled = off)"))
+        auto.execute(text("VACUUM ANALYZE jobs"))
+    yield db
+    with db.connect() as conn:
+        auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+        auto.execute(text("ALTER TABLE jobs RESET (autovacuum_enabled)"))
+
+
+def test_a_plan_the_loop_made_on_an_empty_table_still_walks_indexes_after_a_burst(
+    empty_analyzed: Engine, settings: Settings
+) -> None:
+    """The loop keeps its generic plan until the table's statistics change, which
+    takes autovacuum up to a minute after a burst: the plan made on an empty table
+    must not read every row at each cycle meanwhile."""
+    statement = sql.CYCLE_DRIVER[sql.CYCLE_ANY]
+    args = cycle_args(statement, {})
+    loop = claims.loop_connection(empty_analyzed, settings)
+    try:
+        loop.exec_driver_sql("PREPARE cycle AS " + statement.query.decode())
+        loop.exec_driver_sql(f"EXECUTE cycle({args})")  # planned now, for an empty table
+        with empty_analyzed.begin() as conn:
+            conn.execute(
+                text("""
+                INSERT INTO jobs (name, state, finished_at)
+                SELECT 'test.noop', CASE WHEN n % 2 = 0 THEN 'queued' ELSE 'succeeded' END,
+                       CASE WHEN n % 2 = 1 THEN now() END
+                FROM generate_series(1, 40000) AS n
+            """)
+            )
+        loop.exec_driver_sql("BEGIN")
+        (document,) = loop.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE cycle({args})"
+        ).scalar_one()
+        loop.exec_driver_sql("ROLLBACK")
+    finally:
+        loop.invalidate()
+        loop.close()
+    most = most_rows_read(document["Plan"])
+    assert most <= 100, f"a step of the cycle read {most} rows of a 40,000-job table"

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.jobs import JobRequest, claims, enqueue, enqueue_many, flow, holds, operations
+from app.jobs import JobRequest, claims, enqueue, enqueue_many, flow, holds, operations, sql
 from app.jobs.execution import execute
 from app.jobs.testing import drain
 from app.models import Job
@@ -208,6 +208,19 @@ def test_a_queue_limit_caps_running_jobs_across_workers(db: Engine) -> None:
     finish(db, first[:1], "w1")
     assert len(claims.claim_limited(db, "w2", "mail", 10)) == 1
     assert Counter(states(db, ids)) == {"running": 2, "succeeded": 1, "queued": 2}
+
+
+def test_the_limited_claim_of_a_queue_whose_limits_are_gone_claims_nothing(db: Engine) -> None:
+    """The worker claims from a limited queue under its row lock, so the limits cannot
+    vanish meanwhile; should the statement ever run without them, no limit must
+    not mean every due job (LIMIT NULL is no limit at all)."""
+    with Session(db) as session:
+        for n in range(5):
+            enqueue(session, "test.add", {"a": n}, queue="mail")
+        session.commit()
+    with db.begin() as conn:
+        params = {"queue": "mail", "limit": 3, "worker_id": "w"}
+        assert conn.execute(sql.CLAIM_LIMITED, params).all() == []
 
 
 def test_a_rate_limit_lets_a_burst_through_then_refills(db: Engine) -> None:

@@ -365,23 +365,10 @@ class Worker:
     # -- plumbing -------------------------------------------------------------
 
     def _connection(self) -> Connection:
-        """The loop's own connection: no pool checkout (and ping) per cycle.
-
-        Autocommit: each cycle is a single statement, so it needs no BEGIN and
-        COMMIT round trips of its own. Generic plans: the cycle is the only
-        statement run here, prepared by psycopg after a few runs, and
-        planning it anew for every LIMIT took longer than running it
-        (`sql._CYCLE` is written to plan well without the values). Behind a
-        transaction pooler nothing is prepared, and a SET would leak to
-        other clients' sessions.
-        """
+        """The loop's own connection (`claims.loop_connection`): no pool checkout (and
+        ping) per cycle."""
         if self._conn is None or self._conn.invalidated or self._conn.closed:
-            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            if not self.settings.behind_transaction_pooler:
-                conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-            if not self.settings.worker_synchronous_commit:
-                conn.exec_driver_sql("SET synchronous_commit = off")
-            self._conn = conn
+            self._conn = claims.loop_connection(self.engine, self.settings)
         return self._conn
 
     def _drop_connection(self) -> None:
