@@ -23,7 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from app.config import Settings
-from bench import cost, cycle, pgq, pillars, raw, server
+from bench import cost, cycle, handoff, pgq, pillars, raw, server
 from bench.measure import Pickup
 from bench.table import Figures, medians, render, render_cost, render_flow, rows
 
@@ -171,10 +171,15 @@ def flow(r: Round) -> Figures:
     }
 
 
+def hand_off(r: Round) -> Figures:
+    return handoff.measure(max(10_000, 4 * r.sizes.drain))
+
+
 PARTS: dict[str, Callable[[Round], Figures]] = {
     "enqueue": enqueue,
     "cost": enqueue_cost,
     "cycle": cycle_cost,
+    "handoff": hand_off,
     "drain": drain,
     "latency": latency,
     "churn": churn,
@@ -261,6 +266,7 @@ def main() -> int:
                 render(table, r.figures),
                 render_cost(r.figures),
                 cycle.render(r.figures),
+                handoff.render(r.figures),
                 render_flow(r.figures),
                 *r.notes,
             )
@@ -271,6 +277,7 @@ def main() -> int:
                 render(table, middle, ratios),
                 render_cost(middle),
                 cycle.render(middle),
+                handoff.render(middle),
                 render_flow(middle),
             )
         if "curve" in args.parts:

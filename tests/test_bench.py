@@ -44,7 +44,15 @@ def test_benchmark_runs_on_a_given_server_and_drops_only_its_own_databases(
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS bench_1_raw")
         conn.execute("CREATE DATABASE bench_1_raw")  # another run's, by its name
-    command = [sys.executable, "-m", "bench", "--only", "enqueue,cycle,drain", "--scale", "0.01"]
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--only",
+        "enqueue,cycle,handoff,drain",
+        "--scale",
+        "0.01",
+    ]
     run = subprocess.run(
         [*command, "--database-url", admin], cwd=ROOT, capture_output=True, text=True, timeout=240
     )
@@ -52,6 +60,7 @@ def test_benchmark_runs_on_a_given_server_and_drops_only_its_own_databases(
     assert "enqueue, 1 per transaction" in run.stdout
     assert "drain, defaults, sync" in run.stdout
     assert "one cycle (save n outcomes, claim n)" in run.stdout
+    assert "hand-off, no-op jobs, 50 threads" in run.stdout
     with psycopg.connect(admin, autocommit=True) as conn:
         left = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
         conn.execute("DROP DATABASE bench_1_raw")
