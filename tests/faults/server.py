@@ -34,6 +34,15 @@ def _free_port() -> int:
         return port
 
 
+def _let_through(folder: Path) -> None:
+    """Let the unprivileged user walk down to `folder`: search (x) bits only,
+    added where a parent lacks them; nothing becomes listable or writable."""
+    for path in (folder, *folder.parents):
+        mode = path.stat().st_mode
+        if mode & 0o011 != 0o011:
+            path.chmod(mode | 0o011)
+
+
 class PrivateServer:
     """initdb + pg_ctl on a folder of our own; `restart()` is the fault."""
 
@@ -60,10 +69,10 @@ class PrivateServer:
         if self.user is not None:
             _ensure_user(self.user)
             entry = pwd.getpwnam(self.user)
-            for path in (self.root, *self.root.parents):
-                path.chmod(path.stat().st_mode | 0o055)
-                if path == Path("/tmp"):
-                    break
+            _let_through(self.root)
+            # The binaries live in the checkout's .venv; a checkout in a
+            # private folder (mktemp -d is 0700) would hide them.
+            _let_through(self.bin.parent)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self._run(
             "initdb",
@@ -81,9 +90,10 @@ class PrivateServer:
         options = f"-p {self.port} -h 127.0.0.1 -k {self.root} -c fsync=on -c max_connections=200"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
-    def restart(self) -> None:
-        """`pg_ctl restart -m fast`: every session is cut, the server comes back."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "restart")
+    def restart(self, mode: str = "fast") -> None:
+        """`pg_ctl restart -m fast`: every session is cut, the server comes back.
+        `immediate` is a crash: no checkpoint, and WAL recovery when it starts again."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "restart")
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():

@@ -58,7 +58,12 @@ def enqueue_work(db: FaultDatabase, total: int, ledger: Path) -> None:
         session.commit()
 
 
+@pytest.mark.parametrize(
+    ("mode", "row"), [("fast", "5a PostgreSQL restart"), ("immediate", "5c PostgreSQL crash")]
+)
 def test_database_restart_mid_run_loses_nothing_and_kills_nobody(
+    mode: str,
+    row: str,
     private_server: PrivateServer,
     fault_db: FaultDatabase,
     fault_env: dict[str, str],
@@ -79,7 +84,7 @@ def test_database_restart_mid_run_loses_nothing_and_kills_nobody(
             target = total * (restart + 1) // (restarts + 2)
             wait_for(progressed(fault_db, target), timeout=120, what="progress")
             before = finished(fault_db)
-            private_server.restart()
+            private_server.restart(mode)
             back = time.monotonic()
             wait_for(progressed(fault_db, before + 10), timeout=60, what="work to resume")
             worst = max(worst, time.monotonic() - back)
@@ -94,9 +99,9 @@ def test_database_restart_mid_run_loses_nothing_and_kills_nobody(
     false_rescues = rescued(fault_db)
     report.append(
         Row(
-            "5a PostgreSQL restart",
+            row,
             f"{total} jobs, 2x4 slots, 2 cron (every second)",
-            f"{restarts} pg_ctl restart -m fast",
+            f"{restarts} pg_ctl restart -m {mode}",
             total,
             result.states["succeeded"],
             result.states["failed"],
