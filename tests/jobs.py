@@ -120,8 +120,9 @@ def flaky(path: str, marker: str) -> None:
 
 
 @job("test.flow_run", max_attempts=5)
-def flow_run(table: str, seconds: float) -> None:
-    """Record this execution's start and end on the database clock, in `table`."""
+def flow_run(table: str, seconds: float, ctx: JobContext) -> None:
+    """Record this execution (its job, process, start and end on the database clock)
+    in `table`."""
     from sqlalchemy import text
 
     from app.db import get_engine
@@ -129,9 +130,10 @@ def flow_run(table: str, seconds: float) -> None:
     with get_engine().begin() as conn:
         run = conn.execute(
             text(
-                f"INSERT INTO {table} (pid, started) VALUES (:pid, clock_timestamp()) RETURNING id"
+                f"INSERT INTO {table} (job_id, pid, started)"
+                " VALUES (:job_id, :pid, clock_timestamp()) RETURNING id"
             ),
-            {"pid": os.getpid()},
+            {"job_id": ctx.job_id, "pid": os.getpid()},
         ).scalar_one()
     time.sleep(seconds)
     with get_engine().begin() as conn:
