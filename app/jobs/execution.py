@@ -12,9 +12,8 @@ import random
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 
@@ -34,9 +33,13 @@ MAX_RESULT_BYTES = 1024 * 1024
 MAX_RESULT_DEPTH = 100
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """A job this process holds: the fence (`job_id`, `attempt`) plus the message."""
+class Claimed(NamedTuple):
+    """A job this process holds: the fence (`job_id`, `attempt`) plus the message.
+
+    A named tuple, not a frozen dataclass: as immutable, and built in a
+    third of the time (a frozen dataclass sets each field through
+    `object.__setattr__`), which a worker pays for every job it claims.
+    """
 
     job_id: uuid.UUID
     name: str
@@ -62,9 +65,9 @@ class Claimed:
         return (self.job_id, self.attempt)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one attempt; `ok` outcomes carry the JSON result."""
+class Outcome(NamedTuple):
+    """What became of one attempt; `ok` outcomes carry the JSON result. (A named
+    tuple, as `Claimed` is: one is built for every attempt.)"""
 
     job: Claimed
     ok: bool
