@@ -218,8 +218,8 @@ def _consumer(
         ready.set()
         while len(latencies) < probes and time.time() < deadline:
             rows = conn.execute(CLAIM, ("raw", 50)).fetchall()
-            got = time.time()
             conn.commit()
+            got = time.time()  # the claim is committed: a handler could start now
             if rows:
                 latencies.extend(got - t for _, t in rows if t is not None)
                 conn.execute(DONE, ([job_id for job_id, _ in rows],))
@@ -234,9 +234,11 @@ def pickup(dsn: str, rate: float, seconds: float, backlog: int = 0) -> tuple[Pic
     """Enqueue probe jobs at `rate`/s for `seconds`; their pickup latency, and whether
     the `backlog` of no-op jobs (drained meanwhile) lasted until the last probe.
 
-    A probe's latency is the consumer's clock when its claim returned minus the
-    producer's clock just before its INSERT, committed with a NOTIFY. Probes
-    have priority 1, so with a backlog they wait only for the batch in hand.
+    A probe's latency is the consumer's clock once its claim has committed (the
+    earliest a handler could start, where Pillars and pgqueuer take theirs)
+    minus the producer's clock just before its INSERT, committed with a NOTIFY.
+    Probes have priority 1, so with a backlog they wait only for the batch in
+    hand.
     """
     fill(dsn, backlog)
     total = max(1, round(rate * seconds))
