@@ -189,8 +189,16 @@ class Job(Base):
         # creation time), keyset-paginated. The primary key serves the
         # unfiltered list and the common states; a name and the rare final
         # states get an index of their own. Every index costs each state
-        # change (updates that change `state` are never HOT), so no more.
-        Index("ix_jobs_name_newest", "name", text("job_id DESC")),
+        # change (updates that change `state` are never HOT), so no more:
+        # running jobs stay out of the name index, so a claim adds no entry
+        # to it; they are few (no more than the workers' threads, and those
+        # awaiting rescue) and are read through ix_jobs_running instead.
+        Index(
+            "ix_jobs_name_newest",
+            "name",
+            text("job_id DESC"),
+            postgresql_where=text("state <> 'running'"),
+        ),
         Index(
             "ix_jobs_ended_badly_newest",
             "state",

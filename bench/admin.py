@@ -3,7 +3,8 @@
 Fills a scratch database (an embedded PostgreSQL, deleted at the end) with
 `--rows` jobs in one INSERT ... SELECT generate_series: one a second over
 the past days, 90 % succeeded, 5 % failed, 1 % cancelled, 4 % queued and a
-few running, in four queues under twenty names, each payload naming one of
+few running, in four queues under twenty names (and a rare one, three jobs in
+50,000), each payload naming one of
 a thousand reports and one of four regions. Then VACUUM ANALYZE, as
 autovacuum would leave a settled table, and time each dashboard page
 through Flask's test client (the whole request: routing, queries,
@@ -38,7 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FILL = text("""
 INSERT INTO jobs (job_id, name, queue, state, payload, created_at, run_at, started_at,
                   finished_at, attempts, max_attempts, locked_by, heartbeat_at, last_error, errors)
-SELECT gen_random_uuid(), 'bench.job' || (g % 20),
+SELECT gen_random_uuid(),
+       CASE WHEN g % 50000 IN (25, 91, 96) THEN 'bench.rare' ELSE 'bench.job' || (g % 20) END,
        (ARRAY['default', 'reports', 'mail', 'bulk'])[1 + g % 4],
        s.state,
        jsonb_build_object('n', g, 'report_id', g % 1000,
@@ -67,7 +69,8 @@ CROSS JOIN LATERAL (SELECT CASE
     ELSE 'queued' END AS state) AS s
 """)
 
-# Two workers that know 18 of the 20 names (so the overview warns about two),
+# Two workers that know 18 of the 20 names (so the overview warns about those
+# two and bench.rare),
 # and one cron process.
 PROCESSES = text("""
 INSERT INTO workers (worker_id, kind, hostname, pid, concurrency, job_names)
@@ -137,6 +140,8 @@ def pages(engine: Engine, rows: int) -> list[tuple[str, str]]:
             f"/admin/jobs?name=bench.job12&after={named_after}",
         ),
         ("state=failed & name=bench.job12", "/admin/jobs?state=failed&name=bench.job12"),
+        ("name=bench.rare (3 in 50,000)", "/admin/jobs?name=bench.rare"),
+        ("state=queued & name=bench.rare", "/admin/jobs?state=queued&name=bench.rare"),
         ("queue=reports, first page", "/admin/jobs?queue=reports"),
         ("state=queued, first page", "/admin/jobs?state=queued"),
         ("state=running (rare)", "/admin/jobs?state=running"),

@@ -9,6 +9,7 @@ import secrets
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -91,6 +92,50 @@ def test_a_payload_search_pages_through_its_matches_newest_first(
     ]
     seen: list[str] = []
     path: str | None = "/admin/jobs?payload=%7B%22a%22%3A1%7D"
+    while path:
+        page = admin.get(path).text
+        seen += listed(page)
+        found = re.search(r'id="next-page" href="([^"]+)"', page)
+        path = html.unescape(found.group(1)) if found else None
+    assert seen == ids[::-1]
+
+
+def test_a_payload_search_finds_jobs_held_back_by_flow_control(
+    admin: FlaskClient, db: Engine
+) -> None:
+    held = factory.row(
+        db,
+        payload={"a": 7},
+        state="waiting",
+        flow_key="tenant-1",
+        flow_kind="concurrency",
+        flow_limit=1,
+    )
+    page = admin.get("/admin/jobs", query_string={"payload": '{"a": 7}'}).text
+    assert listed(page) == [str(held)]
+
+
+def test_a_name_search_pages_through_running_jobs_and_the_rest_newest_first(
+    admin: FlaskClient, db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "PAGE_SIZE", 2)
+    states = ["succeeded", "running", "queued", "running", "failed", "waiting", "running"]
+    flow: dict[str, Any] = {"flow_key": "k", "flow_kind": "concurrency", "flow_limit": 1}
+    ids = [
+        str(
+            factory.row(
+                db,
+                "test.add",
+                state=s,
+                created_at=START + timedelta(minutes=n),
+                **(flow if s == "waiting" else {}),
+            )
+        )
+        for n, s in enumerate(states)
+    ]
+    factory.row(db, "test.noop", {}, state="running", created_at=START + timedelta(hours=1))
+    seen: list[str] = []
+    path: str | None = "/admin/jobs?name=test.add"
     while path:
         page = admin.get(path).text
         seen += listed(page)

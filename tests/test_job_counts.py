@@ -88,23 +88,27 @@ def test_more_live_jobs_than_are_worth_counting_are_estimated(
 
 
 def test_a_names_jobs_are_counted_exactly_while_few(db: Engine, large: None) -> None:
-    fill(db, queued=10, failed=20)
+    fill(db, queued=10, running=8, failed=20)
     with db.connect() as conn:
         found = counts.for_name(conn, "test.add")
         in_mail = counts.for_name(conn, "test.add", "mail")
     assert found.estimated == frozenset()
-    assert (found.totals["queued"], found.totals["failed"]) == (5, 10)
-    assert (in_mail.totals["queued"], in_mail.totals["failed"]) == (2, 5)
+    assert (found.totals["queued"], found.totals["running"], found.totals["failed"]) == (5, 4, 10)
+    assert (in_mail.totals["queued"], in_mail.totals["running"], in_mail.totals["failed"]) == (
+        2,
+        2,
+        5,
+    )
 
 
 def test_a_name_with_many_jobs_gets_estimates_for_finished_states_only(
     db: Engine, large: None
 ) -> None:
-    fill(db, queued=30, succeeded=2000, failed=200)
+    fill(db, queued=30, running=6, succeeded=2000, failed=200)
     with db.connect() as conn:
         found = counts.for_name(conn, "test.add")
     assert found.estimated == {"succeeded", "failed", "cancelled"}
-    assert found.totals["queued"] == 15 and found.totals["running"] == 0
+    assert found.totals["queued"] == 15 and found.totals["running"] == 3
     assert 800 <= found.totals["succeeded"] <= 1200
 
 

@@ -206,15 +206,18 @@ def for_name(conn: Connection, name: str, queue: str | None = None) -> Counts:
     matching = "count(*)" if queue is None else "count(*) FILTER (WHERE queue = :queue)"
     for state, seen, matched in conn.execute(
         text(f"""
-        -- ix_jobs_name_newest, stopping after :cap rows of the name.
+        -- ix_jobs_name_newest (every job but the running ones), stopping
+        -- after :cap rows of the name.
         SELECT state, count(*), {matching}
-        FROM (SELECT state, queue FROM jobs WHERE name = :name LIMIT :cap) AS t
+        FROM (SELECT state, queue FROM jobs WHERE name = :name AND state <> 'running'
+              LIMIT :cap) AS t
         GROUP BY state
     """),
         {"name": name, "queue": queue, "cap": EXACT_NAME + 1},
     ):
         found[state], scanned = matched, scanned + seen
     if scanned <= EXACT_NAME:
+        found["running"] = _live_with_name(conn, "running", name, queue)
         return _counts({}, {state: found.get(state, 0) for state in JOB_STATES})
     return _estimated_for_name(conn, name, queue)
 

@@ -152,16 +152,18 @@ def orphaned_names(conn: Connection) -> dict[str, int]:
     """Queued job names that no registered worker process knows how to run.
 
     Reads the distinct names from ix_jobs_name_newest (one probe per name,
-    however many rows each has), keeps those no worker lists, and counts
+    however many rows each has; it holds every job but the running ones,
+    and a running job is not waiting for anyone), keeps those no worker lists, and counts
     their queued jobs up to ORPHANS_COUNTED + 1: cheap when all is well,
     bounded when it is not.
     """
     rows = conn.execute(
         text("""
         WITH RECURSIVE names AS (
-            (SELECT name FROM jobs ORDER BY name LIMIT 1)
+            (SELECT name FROM jobs WHERE state <> 'running' ORDER BY name LIMIT 1)
             UNION ALL
-            SELECT (SELECT j.name FROM jobs j WHERE j.name > n.name ORDER BY j.name LIMIT 1)
+            SELECT (SELECT j.name FROM jobs j
+                    WHERE j.name > n.name AND j.state <> 'running' ORDER BY j.name LIMIT 1)
             FROM names n WHERE n.name IS NOT NULL
         ), unknown AS (
             SELECT n.name FROM names n
@@ -183,7 +185,10 @@ def orphaned_names(conn: Connection) -> dict[str, int]:
 
 
 _FINISHED = FINISHED_SQL
-_LIVE = "state IN ('queued', 'running')"
+_LIVE = "state IN ('waiting', 'queued', 'running')"
+#: The jobs ix_jobs_name_newest holds; the running ones are read through ix_jobs_running.
+_AT_REST = "state <> 'running'"
+_RUNNING = "state = 'running'"
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,17 @@ def _page(conn: Connection, condition: str, params: dict[str, Any], limit: int) 
     )
 
 
+def _parts(where: JobFilter) -> tuple[str, ...]:
+    """The searches a page over every state is merged from; none: one search does."""
+    if where.state is not None:
+        return ()
+    if where.payload is not None:
+        return (_FINISHED, _LIVE)
+    if where.name:
+        return (_AT_REST, _RUNNING)
+    return ()
+
+
 def list_jobs(
     conn: Connection, where: JobFilter, after: Cursor | None = None, limit: int = 50
 ) -> tuple[list[Any], Cursor | None]:
@@ -261,19 +277,19 @@ def list_jobs(
     The primary key serves the plain list and filters by queue or common
     state; ix_jobs_name_newest and ix_jobs_ended_badly_newest the rest.
 
-    A payload search over every state is two searches, merged: finished
-    jobs through their GIN index (ix_jobs_payload_finished), live ones
-    through the small indexes that hold queued and running rows.
+    Some searches over every state are two searches, merged, each served by
+    an index: a payload search reads finished jobs through their GIN index
+    (ix_jobs_payload_finished) and live ones apart; a name search reads
+    ix_jobs_name_newest, which leaves running jobs out, and the running
+    ones through ix_jobs_running.
     """
     condition, params = where.where()
     if after is not None:
         condition += " AND job_id < :after"
         params["after"] = after.job_id
-    if where.payload is not None and where.state is None:
-        rows = [
-            *_page(conn, f"{condition} AND {_FINISHED}", params, limit + 1),
-            *_page(conn, f"{condition} AND {_LIVE}", params, limit + 1),
-        ]
+    if parts := _parts(where):
+        pages = (_page(conn, f"{condition} AND {part}", params, limit + 1) for part in parts)
+        rows = [row for page in pages for row in page]
         rows.sort(key=lambda row: row.job_id, reverse=True)
     else:
         rows = _page(conn, condition, params, limit + 1)

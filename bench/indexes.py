@@ -1,11 +1,19 @@
-"""What the payload search index costs the queue: `.venv/bin/python -m bench.payload_index`.
+"""What an index on jobs costs the queue: `.venv/bin/python -m bench.indexes payload|name`.
 
 One embedded server (deleted at the end), three databases migrated to head
-that differ only in the payload index: none, the one the dashboard uses (a
-partial GIN over finished jobs, `ix_jobs_payload_finished`), and a GIN over
-every row. Each starts with `--finished` finished jobs, vacuumed, so the
-indexes have their size. Each round, per database in turn (interleaved, so
-a shared machine's drift hits all three alike):
+that differ only in the index measured:
+
+* `payload`, the dashboard's payload search: none, the one it uses (a
+  partial GIN over finished jobs, `ix_jobs_payload_finished`), and a GIN
+  over every row;
+* `name`, the job-name index the name filter, per-name counts and the
+  orphaned-name check read: none, the one they use (`ix_jobs_name_newest`,
+  every job but the running ones, so a claim adds no entry), and the same
+  over every row.
+
+Each starts with `--finished` finished jobs, vacuumed, so the indexes have
+their size. Each round, per database in turn (interleaved, so a shared
+machine's drift hits all three alike):
 
 * enqueue `--jobs` jobs with `enqueue_many` in batches of 1,000, payloads
   shaped like the site's (`report_id`, `user_id`, `region`);
@@ -39,12 +47,30 @@ from app.jobs.claims import cycle
 from app.jobs.execution import Outcome
 from bench.admin import ROOT
 
-VARIANTS = {
-    "none": "DROP INDEX ix_jobs_payload_finished",
-    "partial (finished)": None,
-    "full": (
-        "DROP INDEX ix_jobs_payload_finished;"
-        " CREATE INDEX ix_jobs_payload_all ON jobs USING gin (payload jsonb_path_ops)"
+#: Per index measured: the prefix of its name, and its variants (SQL run after
+#: the migrations; None leaves the index as the migrations make it).
+INDEXES: dict[str, tuple[str, dict[str, str | None]]] = {
+    "payload": (
+        "ix_jobs_payload",
+        {
+            "none": "DROP INDEX ix_jobs_payload_finished",
+            "partial (finished)": None,
+            "full": (
+                "DROP INDEX ix_jobs_payload_finished;"
+                " CREATE INDEX ix_jobs_payload_all ON jobs USING gin (payload jsonb_path_ops)"
+            ),
+        },
+    ),
+    "name": (
+        "ix_jobs_name",
+        {
+            "none": "DROP INDEX ix_jobs_name_newest",
+            "at rest (not running)": None,
+            "full": (
+                "DROP INDEX ix_jobs_name_newest;"
+                " CREATE INDEX ix_jobs_name_all ON jobs (name, job_id DESC)"
+            ),
+        },
     ),
 }
 BATCH = 50
@@ -66,21 +92,23 @@ FROM generate_series(1, :n) AS g
 """)
 
 
-def databases(server: object, finished: int) -> dict[str, Engine]:
+def databases(
+    server: object, variants: dict[str, str | None], finished: int
+) -> dict[str, Engine]:
     from alembic import command
     from alembic.config import Config
 
     from dev import ensure_database
 
     engines = {}
-    for number, (name, change) in enumerate(VARIANTS.items()):
-        url = normalize_database_url(ensure_database(server, f"bench_payload_{number}"))
+    for number, (name, change) in enumerate(variants.items()):
+        url = normalize_database_url(ensure_database(server, f"bench_index_{number}"))
         config = Config(str(ROOT / "alembic.ini"))
         config.attributes["configure_logger"] = False
         config.set_main_option("sqlalchemy.url", url)
         os.environ["DATABASE_URL"] = url
         command.upgrade(config, "head")
-        engine = create_engine(url, connect_args={"application_name": "bench-payload"})
+        engine = create_engine(url, connect_args={"application_name": "bench-index"})
         with engine.begin() as conn:
             if change:
                 for statement in change.split(";"):
@@ -98,15 +126,16 @@ def wal(engine: Engine) -> int:
         return int(conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'")).scalar_one())
 
 
-def index_size(engine: Engine) -> int:
+def index_size(engine: Engine, prefix: str) -> int:
     with engine.connect() as conn:
         return int(
             conn.execute(
                 text("""
                 SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index
                 WHERE indrelid = CAST('jobs' AS regclass)
-                  AND indexrelid::regclass::text LIKE 'ix_jobs_payload%'
-            """)
+                  AND indexrelid::regclass::text LIKE :prefix || '%'
+            """),
+                {"prefix": prefix},
             ).scalar_one()
         )
 
@@ -147,15 +176,17 @@ def drain(engine: Engine, jobs: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("index", choices=sorted(INDEXES), help="the index to measure")
     parser.add_argument("--jobs", type=int, default=20_000, help="enqueued and drained per round")
     parser.add_argument("--finished", type=int, default=200_000, help="finished jobs present")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     from dev import embedded_server
 
-    with tempfile.TemporaryDirectory(prefix="pillars-bench-payload-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pillars-bench-index-") as tmp:
         server = embedded_server(Path(tmp) / "pg", cleanup="delete")
-        engines = databases(server, args.finished)
+        prefix, variants = INDEXES[args.index]
+        engines = databases(server, variants, args.finished)
         figures: dict[str, dict[str, list[float]]] = {
             name: {"enqueue": [], "drain": [], "wal": []} for name in engines
         }
@@ -169,7 +200,7 @@ def main() -> int:
                 figures[name]["drain"].append(drained)
                 figures[name]["wal"].append(written)
                 print(
-                    f"round {round_number + 1} {name:<20} enqueue {enqueued:>8,.0f} jobs/s"
+                    f"round {round_number + 1} {name:<21} enqueue {enqueued:>8,.0f} jobs/s"
                     f"   drain {drained:>8,.0f} jobs/s   WAL {written:>6,.0f} bytes/job",
                     flush=True,
                 )
@@ -180,13 +211,13 @@ def main() -> int:
             f" beside {args.finished:,} finished jobs:"
         )
         for name in figures:
-            line = [f"{name:<20}"]
+            line = [f"{name:<21}"]
             for part in parts:
                 median = statistics.median(figures[name][part])
                 unit = "bytes/job" if part == "wal" else "jobs/s"
                 line.append(f"{part} {median:>7,.0f} {unit} ({median / base[part]:.2f})")
-            size = index_size(engines[name]) / 2**20
-            print("   ".join(line) + f"   payload index {size:.1f} MiB")
+            size = index_size(engines[name], prefix) / 2**20
+            print("   ".join(line) + f"   {args.index} index {size:.1f} MiB")
         for engine in engines.values():
             engine.dispose()
         server.cleanup()
