@@ -92,9 +92,7 @@ FROM generate_series(1, :n) AS g
 """)
 
 
-def databases(
-    server: object, variants: dict[str, str | None], finished: int
-) -> dict[str, Engine]:
+def databases(server: object, variants: dict[str, str | None], finished: int) -> dict[str, Engine]:
     from alembic import command
     from alembic.config import Config
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
+from app.db import without_jit
 from app.jobs import holds
 from app.jobs.stats import jobs_tuples, oldest_transaction_age, orphaned_names, paused_queues
 from app.models import FINISHED_SQL, FINISHED_STATES
@@ -48,6 +49,7 @@ class MetricsSnapshot:
 
 def metrics_snapshot(conn: Connection, *, alive_within: float) -> MetricsSnapshot:
     """Read the figures behind /metrics; a process is alive if it beat within `alive_within` s."""
+    without_jit(conn)
     jobs = {
         (s, q): n
         for s, q, n in conn.execute(

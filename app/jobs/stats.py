@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from app.db import without_jit
 from app.jobs.counts import Counts, by_state_and_queue
 from app.models import FINISHED_SQL
 
@@ -60,6 +61,7 @@ class Overview:
 
 def overview(conn: Connection) -> Overview:
     """Everything the overview page shows, in a handful of queries."""
+    without_jit(conn)
     minutes = conn.execute(
         text(f"""
         -- ix_jobs_finished: only the last hour of finished jobs is read.

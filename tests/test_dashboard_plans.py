@@ -1,9 +1,11 @@
-"""Searching jobs by name reads through indexes, never the whole table.
+"""The dashboard's and /metrics' reads stay cheap on a big table.
 
-The name index leaves running jobs out (a claim then adds no entry to it),
-so each search by name is checked here against the plans PostgreSQL makes
-for every statement it sends, over a table of finished, queued and running
-jobs where a scan of the table would be the slow way.
+Searches by name read through indexes, never the whole table: the name
+index leaves running jobs out (a claim then adds no entry to it), so each
+search by name is checked against the plans PostgreSQL makes for every
+statement it sends, over a table of finished, queued and running jobs
+where a scan of the table would be the slow way. And no read is compiled
+by JIT, which over a big table cost more than the reads themselves.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, event, text
 
-from app.jobs import counts, stats
+from app.jobs import counts, metrics, stats
 
 pytestmark = pytest.mark.slow
 
@@ -100,3 +102,29 @@ def test_the_name_list_reads_the_name_index_in_order_and_running_jobs_apart(
     explained = plans(table, lambda c: stats.list_jobs(c, stats.JobFilter(name="test.rare")))
     assert any("ix_jobs_name_newest" in plan and "Sort" not in plan for plan in explained)
     assert any("ix_jobs_running" in plan for plan in explained)
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        pytest.param(stats.overview, id="overview"),
+        pytest.param(lambda c: metrics.metrics_snapshot(c, alive_within=30), id="metrics"),
+    ],
+)
+def test_overview_and_metrics_reads_are_never_compiled_by_jit(
+    table: Engine, read: Callable[[Connection], object]
+) -> None:
+    with table.connect() as conn:
+        conn.execute(text("SET jit = on"))
+        conn.execute(text("SET jit_above_cost = 0"))  # every plan would qualify
+        conn.commit()
+        with statements(table) as sent:
+            read(conn)
+        assert conn.execute(text("SELECT current_setting('jit')")).scalar_one() == "off"
+        explained = [
+            "\n".join(conn.exec_driver_sql("EXPLAIN (ANALYZE) " + statement, parameters).scalars())
+            for statement, parameters in sent
+            if not statement.startswith(("EXPLAIN", "SELECT set_config"))
+        ]
+        conn.rollback()
+    assert explained and not [plan for plan in explained if "JIT:" in plan]
