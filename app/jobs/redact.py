@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
 from typing import Any
 
 MASK = "***"
@@ -73,28 +72,45 @@ def mask(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _secret_values(value: Any, inside_secret: bool = False, depth: int = 0) -> Iterator[str]:
+def _secret_values(value: Any) -> list[str]:
+    """The values in `value` that must not be shown: those under secret-looking keys,
+    and passwords in URLs anywhere.
+
+    A list filled by one recursive walk rather than nested generators: it runs
+    for every line a job logs (the finished-attempt line at least), and a plain
+    payload (a few keys, no secrets) costs a check per key and nothing more.
+    """
+    found: list[str] = []
+    _collect(value, False, 0, found)
+    return found
+
+
+def _collect(value: Any, inside_secret: bool, depth: int, found: list[str]) -> None:
     if depth > MAX_DEPTH:
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            yield from _secret_values(item, inside_secret or is_secret(str(key)), depth + 1)
+            secret = inside_secret or is_secret(str(key))
+            if secret or isinstance(item, dict | list) or (isinstance(item, str) and "://" in item):
+                _collect(item, secret, depth + 1, found)
     elif isinstance(value, list):
         for item in value:
-            yield from _secret_values(item, inside_secret, depth + 1)
+            _collect(item, inside_secret, depth + 1, found)
     elif inside_secret and value is not None and not isinstance(value, bool):
         text = str(value)
         if len(text) >= 3:  # masking "1" everywhere would garble the text
-            yield text
+            found.append(text)
     elif isinstance(value, str) and "://" in value:
         # A URL under an innocent key: its password is a secret value of its own.
         for match in _URL_PASSWORD.finditer(value):
             if len(match[2]) >= 3:
-                yield match[2]
+                found.append(match[2])
 
 
 def redact(text: str, payload: Any) -> str:
     """Cut every secret value of `payload` (and its repr) out of `text`, then `scrub` it."""
-    for secret in sorted(set(_secret_values(payload)), key=len, reverse=True):
-        text = text.replace(repr(secret), MASK).replace(secret, MASK)
+    secrets = _secret_values(payload)
+    if secrets:
+        for secret in sorted(set(secrets), key=len, reverse=True):
+            text = text.replace(repr(secret), MASK).replace(secret, MASK)
     return scrub(text)
