@@ -34,6 +34,18 @@ def listed(page: str) -> list[str]:
     return re.findall(r'href="/admin/jobs/([0-9a-f-]{36})"', page)
 
 
+def every_page(admin: FlaskClient, path: str) -> list[str]:
+    """Job ids on the list from `path` on, following "next page" to the end."""
+    seen: list[str] = []
+    following: str | None = path
+    while following:
+        page = admin.get(following).text
+        seen += listed(page)
+        found = re.search(r'id="next-page" href="([^"]+)"', page)
+        following = html.unescape(found.group(1)) if found else None
+    return seen
+
+
 def option(page: str, state: str) -> str:
     """The text of the state filter's option for `state`."""
     found = re.search(rf'<option value="{state}"[^>]*>([^<]*)</option>', page)
@@ -90,14 +102,7 @@ def test_a_payload_search_pages_through_its_matches_newest_first(
         str(factory.row(db, payload={"a": 1}, state=s, created_at=START + timedelta(minutes=n)))
         for n, s in enumerate(states)
     ]
-    seen: list[str] = []
-    path: str | None = "/admin/jobs?payload=%7B%22a%22%3A1%7D"
-    while path:
-        page = admin.get(path).text
-        seen += listed(page)
-        found = re.search(r'id="next-page" href="([^"]+)"', page)
-        path = html.unescape(found.group(1)) if found else None
-    assert seen == ids[::-1]
+    assert every_page(admin, "/admin/jobs?payload=%7B%22a%22%3A1%7D") == ids[::-1]
 
 
 def test_a_payload_search_finds_jobs_held_back_by_flow_control(
@@ -134,14 +139,7 @@ def test_a_name_search_pages_through_running_jobs_and_the_rest_newest_first(
         for n, s in enumerate(states)
     ]
     factory.row(db, "test.noop", {}, state="running", created_at=START + timedelta(hours=1))
-    seen: list[str] = []
-    path: str | None = "/admin/jobs?name=test.add"
-    while path:
-        page = admin.get(path).text
-        seen += listed(page)
-        found = re.search(r'id="next-page" href="([^"]+)"', page)
-        path = html.unescape(found.group(1)) if found else None
-    assert seen == ids[::-1]
+    assert every_page(admin, "/admin/jobs?name=test.add") == ids[::-1]
 
 
 @pytest.mark.parametrize(
