@@ -66,6 +66,20 @@ def test_a_finished_job_lets_the_next_of_its_key_in(db: Engine) -> None:
     assert states(db, ids)[2] == "queued"
 
 
+def test_the_cycle_that_frees_a_key_says_so_itself(db: Engine) -> None:
+    """The saving statement reports the job it marked fresh: its own snapshot cannot
+    see the mark, and an idle worker would otherwise leave the key's next job waiting."""
+    ids = keyed(db, 2, concurrency_key="smtp", concurrency_limit=1)
+    claims.promote(db)
+    held = claim(db)
+    outcomes = [execute(job, db, get_settings()) for job in held]
+    with db.begin() as conn:
+        done = claims.cycle(conn, "w", outcomes, None, 0)
+    assert done.saved.succeeded == [ids[0]] and done.promote
+    with db.begin() as conn:  # and a cycle that only claims sees the mark
+        assert claims.cycle(conn, "w", (), None, 0).promote
+
+
 def test_keys_do_not_count_against_each_other(db: Engine) -> None:
     a = keyed(db, 2, concurrency_key="user:1")
     b = keyed(db, 2, concurrency_key="user:2")

@@ -81,17 +81,24 @@ def cycle(
 
     Claims take the highest priority first, then the longest due. Never
     raises for what a claimed row holds: a row that cannot be read comes
-    back as a `Claimed` with its `problem`, to fail on its own.
+    back as a `Claimed` with its `problem`, to fail on its own. With no
+    outcomes (an idle worker woken by a NOTIFY) the statement only claims:
+    the outcome parts' nine empty arrays cost a pickup 0.1-0.2 ms.
     """
     done = [o for o in outcomes if o.ok]
     bad = [o for o in outcomes if not o.ok]
-    params = {"worker_id": worker_id, "limit": max(0, limit), **_completed(done), **_failed(bad)}
-    if queues is None:
-        statement = sql.CYCLE_ANY
-    elif len(queues) == 1:
-        statement, params["queue"] = sql.CYCLE_ONE_QUEUE, queues[0]
+    params: dict[str, object] = {"worker_id": worker_id, "limit": max(0, limit)}
+    if outcomes:
+        params |= _completed(done) | _failed(bad)
+        forms = (sql.CYCLE_ANY, sql.CYCLE_ONE_QUEUE, sql.CYCLE_QUEUES)
     else:
-        statement, params["queues"] = sql.CYCLE_QUEUES, list(queues)
+        forms = (sql.CLAIM_ANY, sql.CLAIM_ONE_QUEUE, sql.CLAIM_QUEUES)
+    if queues is None:
+        statement = forms[0]
+    elif len(queues) == 1:
+        statement, params["queue"] = forms[1], queues[0]
+    else:
+        statement, params["queues"] = forms[2], list(queues)
     saved: dict[uuid.UUID, str] = {}
     claimed: list[Claimed] = []
     promote, limited = False, []
