@@ -8,6 +8,7 @@ second time needlessly and without stranding a slot.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import re
 import signal
 import time
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.jobs import JobRequest, enqueue, enqueue_many, sql
-from app.jobs.worker import EXIT_TIRED, Worker
+from app.jobs.worker import EXIT_TIRED, Worker, settle_heap
 from tests.processes import start, stop, wait_for
 
 pytestmark = pytest.mark.slow
@@ -233,6 +234,19 @@ def test_reconnecting_the_presence_starts_its_backoff_over_each_time(
         assert stop(worker) == 0
     delays = re.findall(r"reconnecting in ([0-9.]+)s", log.read_text())
     assert delays == ["0.2"] * 4
+
+
+def test_what_startup_built_is_left_out_of_later_collections() -> None:
+    """A full collection stops every thread while it walks the heap: once the worker
+    has started, it walks only what came since (see `settle_heap`)."""
+    built_at_startup = [{"n": n} for n in range(10_000)]
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() >= len(built_at_startup)
+        oldest = gc.get_objects(generation=2)
+        assert not any(thing is built_at_startup for thing in oldest)
+    finally:
+        gc.unfreeze()
 
 
 def test_the_worker_commits_durably_unless_told_otherwise(settings: Settings, db: Engine) -> None:

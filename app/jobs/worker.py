@@ -14,6 +14,7 @@ crash, before its outcome was saved. Handlers must be idempotent.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -49,6 +50,19 @@ EXIT_TIRED = 3
 #: Exit code of a worker whose database connection turned out not to be a session of
 #: its own (a transaction pooler the settings do not mention).
 EXIT_MISCONFIGURED = 2
+
+
+def settle_heap() -> None:
+    """Collect once, then keep what startup built out of every later collection.
+
+    The modules, handlers and pools loaded by now live as long as the process,
+    yet Python's oldest-generation collection walks them all again: 94,000
+    objects, a 30 ms stop of every thread, every few seconds of a drain (the
+    jobs in flight, and the pickup of new ones, wait it out). Frozen, they
+    are left alone and later collections walk only what came since.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class Worker:
@@ -119,6 +133,7 @@ class Worker:
             self.concurrency,
             ",".join(registry.names()),
         )
+        settle_heap()
         while not self.stopping.is_set():
             self._cycle(claim=True)
             self._wait()
