@@ -67,6 +67,23 @@ def test_worker_wakes_on_notify_for_jobs_enqueued_later(
         assert stop(worker) == 0
 
 
+def test_a_job_that_waits_for_its_key_wakes_an_idle_worker_too(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A keyed job is inserted waiting, for the promoter to let in: its insert must
+    wake a worker as a queued job's does, not leave it to the next poll."""
+    env = {**process_env, "WORKER_POLL_INTERVAL": "30"}  # only NOTIFY can wake it in time
+    worker = start("worker.py", env, log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: "listening" in (tmp_path / "w.log").read_text(), what="listener")
+        with Session(db) as session:
+            job_id = enqueue(session, "test.add", {"a": 1}, concurrency_key="user:1")
+            session.commit()
+        wait_for(lambda: job(db, job_id).state == "succeeded", timeout=10, what="pickup")
+    finally:
+        assert stop(worker) == 0
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_asked_for_while_starting_exits_zero_before_any_claim(
     db: Engine, process_env: dict[str, str], tmp_path: Path, signum: int
