@@ -93,13 +93,5 @@ class Express(threading.Thread):
         self._start(claimed)
 
     def _drop_connection(self) -> None:
-        """Close the connection for good: its session settings are a loop's (see
-        `claims.loop_connection`)."""
-        if self._conn is not None:
-            try:
-                if not self._conn.invalidated:
-                    self._conn.invalidate()
-                self._conn.close()
-            except exc.SQLAlchemyError:
-                pass
+        claims.close_loop_connection(self._conn)
         self._conn = None
