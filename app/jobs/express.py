@@ -93,5 +93,13 @@ class Express(threading.Thread):
         self._start(claimed)
 
     def _drop_connection(self) -> None:
-        claims.close_loop_connection(self._conn)
+        """Close the connection for good: its session settings are a loop's (see
+        `claims.loop_connection`)."""
+        if self._conn is not None:
+            try:
+                if not self._conn.invalidated:
+                    self._conn.invalidate()
+                self._conn.close()
+            except exc.SQLAlchemyError:
+                pass
         self._conn = None

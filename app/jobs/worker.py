@@ -430,8 +430,15 @@ class Worker:
         return self._conn
 
     def _drop_connection(self) -> None:
-        """Close the loop's connection for good (`claims.close_loop_connection`)."""
-        claims.close_loop_connection(self._conn)
+        """Close the loop's connection for good: its session settings are the loop's
+        alone, and back in the pool they would reach other statements."""
+        if self._conn is not None:
+            try:
+                if not self._conn.invalidated:
+                    self._conn.invalidate()
+                self._conn.close()
+            except exc.SQLAlchemyError:
+                pass
         self._conn = None
 
     def install_signal_handlers(self) -> None:
