@@ -84,43 +84,6 @@ def test_a_job_that_waits_for_its_key_wakes_an_idle_worker_too(
         assert stop(worker) == 0
 
 
-def cycles_waiting_on_a_lock(engine: Engine) -> int:
-    with engine.connect() as conn:
-        found = conn.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pillars-worker'"
-                " AND wait_event_type = 'Lock' AND query LIKE '%WITH done AS%'"
-            )
-        )
-        return int(found.scalar_one())
-
-
-def test_a_job_enqueued_while_the_loop_waits_on_the_database_starts_at_once(
-    db: Engine, process_env: dict[str, str], tmp_path: Path
-) -> None:
-    """The loop saves outcomes and claims in one statement; a NOTIFY that comes while
-    that statement runs is answered by a claim of its own, not after it. Here the
-    statement waits on a row lock held by someone else for as long as the test
-    likes, the slowest a cycle can be."""
-    env = {**process_env, "WORKER_POLL_INTERVAL": "30"}  # only NOTIFY can wake it in time
-    marks = tmp_path / "runs"
-    worker = start("worker.py", env, "--concurrency", "2", log=tmp_path / "w.log")
-    try:
-        wait_for(lambda: "listening" in (tmp_path / "w.log").read_text(), what="listener")
-        slow = factory.job(db, "test.sleep", {"seconds": 0.5})
-        wait_for(lambda: job(db, slow).state == "running", what="the first job to start")
-        with db.connect() as holder:
-            holder.execute(text("SELECT 1 FROM jobs WHERE job_id = :id FOR UPDATE"), {"id": slow})
-            wait_for(lambda: cycles_waiting_on_a_lock(db), what="saving its outcome to wait")
-            new = factory.job(db, "test.record", {"path": str(marks), "marker": "new"})
-            wait_for(lambda: runs(marks), what="the new job to run while the cycle waits")
-            assert cycles_waiting_on_a_lock(db) == 1
-        wait_for(lambda: states(db) == {"succeeded": 2}, what="both outcomes saved")
-    finally:
-        assert stop(worker) == 0
-    assert job(db, new).attempts == 1
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_asked_for_while_starting_exits_zero_before_any_claim(
     db: Engine, process_env: dict[str, str], tmp_path: Path, signum: int

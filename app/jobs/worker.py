@@ -5,8 +5,7 @@ lock, LISTEN), then repeat one *cycle* (save the outcomes of finished jobs
 and claim as many new jobs as there are free threads, in one statement)
 until told to stop, drain, and only then give the presence up. Helpers on
 their own threads: the presence (`app.jobs.processes`), the heartbeat (held
-jobs, rescue of other workers' lost jobs), the express claim (a job enqueued
-while a cycle is under way, `app.jobs.express`) and the job threads.
+jobs, rescue of other workers' lost jobs) and the job threads.
 
 Delivery is at least once: a job whose worker dies, freezes or loses the
 database runs again, and so can a job that finished in the instant before a
@@ -31,7 +30,6 @@ from app.config import Settings
 from app.db import describe, is_connection_fault, make_engine
 from app.jobs import claims, observed
 from app.jobs.execution import Claimed, Outcome, failure
-from app.jobs.express import Express
 from app.jobs.heartbeat import Heartbeat
 from app.jobs.pooling import link
 from app.jobs.processes import Identity, Presence, new_process_id
@@ -103,8 +101,6 @@ class Worker:
         self._outcomes: list[Outcome] = []
         self._lock = threading.Lock()
         self._conn: Connection | None = None
-        #: The loop is inside a cycle (waiting on the database, mostly).
-        self._cycling = False
         self._signals = 0
         self._exit_code = 0
         #: Recent run time of a job, seconds; None until one has run.
@@ -121,9 +117,6 @@ class Worker:
             watch=True,
             on_problem=self._misconfigured,
         )
-        self._express = Express(
-            engine, settings, self.id, self.queues, self._express_room, self._start
-        )
 
     def run(self) -> int:
         """Work until SIGTERM/SIGINT (or `stop()`), then drain and return the exit code."""
@@ -135,7 +128,6 @@ class Worker:
         Heartbeat(
             self.engine, self.settings, self.id, self._held, self.presence, self.finished
         ).start()
-        self._express.start()
         log.info(
             "worker %s started: queues=%s concurrency=%d jobs=%s",
             self.id,
@@ -172,7 +164,6 @@ class Worker:
         free = self._claimable() if claim and not self._tired() else 0
         if not outcomes and free <= 0:
             return
-        self._cycling = True
         try:
             conn = self._connection()
             if notified and free > 0 and (outcomes or len(self._threads)):
@@ -202,8 +193,6 @@ class Worker:
             self._drop_connection()
             self.stopping.wait(1.0)
             return
-        finally:
-            self._cycling = False
         for lost in done.saved.lost:
             log.warning(
                 "job %s %s: claim was lost before its outcome was saved (rescued "
@@ -223,21 +212,6 @@ class Worker:
     def _notify(self) -> None:
         self._notified.set()
         self._wake.set()
-        if self._cycling:
-            self._express.poke()
-
-    def _express_room(self) -> bool:
-        """Whether the express thread may claim for the NOTIFY at hand; if so, the loop
-        leaves it the NOTIFY. By the rule of `_claimable`: a free thread, or one
-        soon among short jobs claimed ahead."""
-        if self.stopping.is_set() or not self._notified.is_set():
-            return False
-        ahead = self._ahead()
-        free = self._threads.free + ahead
-        if free > 0 or (ahead > 0 and free + self.concurrency > 0):
-            self._notified.clear()
-            return True
-        return False
 
     def _claimable(self) -> int:
         """How many jobs to claim now: the free threads, and those claimed ahead.
@@ -340,7 +314,6 @@ class Worker:
         peers know the jobs still draining here are in good hands.
         """
         deadline = time.monotonic() + self.settings.shutdown_grace
-        self._express.close()
         unstarted = self._hand_back(self._threads.withdraw_waiting())  # claimed ahead
         log.info(
             "worker %s stopping: %d job(s) running, grace %.0fs",
