@@ -18,8 +18,9 @@ from dotenv import load_dotenv
 from app import shutdown
 
 #: Connections a worker holds for itself, besides its presence and its handlers'
-#: pool: the loop's, the heartbeat's, and one for promotions and progress.
-OWN_CONNECTIONS = 3
+#: pool: the loop's, the heartbeat's, the express claim's (`app.jobs.express`), and
+#: one for promotions and progress.
+OWN_CONNECTIONS = 4
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,10 +83,10 @@ def worker_env(process_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("concurrency", "pool", "bound"),
-    [(10, None, 14), (10, 3, 7)],
+    [(10, None, 15), (10, 3, 8)],
     ids=["pool = slots", "pool of 3 for 10 slots"],
 )
-def test_a_worker_holds_at_most_its_handler_pool_and_four_connections(
+def test_a_worker_holds_at_most_its_handler_pool_and_five_connections(
     db: Engine,
     worker_env: dict[str, str],
     tmp_path: Path,

@@ -84,6 +84,76 @@ def test_a_job_that_waits_for_its_key_wakes_an_idle_worker_too(
         assert stop(worker) == 0
 
 
+def cycles_waiting_on_a_lock(engine: Engine) -> int:
+    with engine.connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pillars-worker'"
+                " AND wait_event_type = 'Lock' AND query LIKE '%WITH done AS%'"
+            )
+        )
+        return int(found.scalar_one())
+
+
+def test_a_job_enqueued_while_the_loop_waits_on_the_database_starts_at_once(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The loop saves outcomes and claims in one statement; a NOTIFY that comes while
+    that statement runs is answered by a claim of its own, not after it, when a
+    thread is free for it. Here the statement waits on a row lock held by someone
+    else for as long as the test likes, the slowest a cycle can be, and a job
+    that ends meanwhile frees a thread."""
+    env = {**process_env, "WORKER_POLL_INTERVAL": "30"}  # only NOTIFY can wake it in time
+    marks = tmp_path / "runs"
+    worker = start("worker.py", env, "--concurrency", "2", log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: "listening" in (tmp_path / "w.log").read_text(), what="listener")
+        first = factory.job(db, "test.sleep", {"seconds": 1.5})
+        second = factory.job(
+            db, "test.record", {"path": str(marks), "marker": "second", "sleep": 3}
+        )
+        wait_for(lambda: job(db, second).state == "running", what="both jobs to start")
+        with db.connect() as holder:
+            holder.execute(text("SELECT 1 FROM jobs WHERE job_id = :id FOR UPDATE"), {"id": first})
+            wait_for(lambda: cycles_waiting_on_a_lock(db), what="saving its outcome to wait")
+            wait_for(lambda: runs(marks), what="the second job to end while the cycle waits")
+            new = factory.job(db, "test.record", {"path": str(marks), "marker": "new"})
+            wait_for(lambda: len(runs(marks)) == 2, what="the new job to run while the cycle waits")
+            assert cycles_waiting_on_a_lock(db) == 1
+        wait_for(lambda: states(db) == {"succeeded": 3}, what="every outcome saved")
+    finally:
+        assert stop(worker) == 0
+    assert job(db, new).attempts == 1
+
+
+def test_a_job_enqueued_while_the_loop_claims_the_last_free_thread_waits_for_one(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A worker never holds more jobs than its threads can take: a NOTIFY during a
+    cycle that is already claiming into the only free thread gets no claim of its
+    own, however urgent the job (it would wait in this worker, held from every
+    other, until a thread frees up)."""
+    env = {**process_env, "WORKER_POLL_INTERVAL": "30"}
+    marks = tmp_path / "runs"
+    worker = start("worker.py", env, "--concurrency", "2", log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: "listening" in (tmp_path / "w.log").read_text(), what="listener")
+        first = factory.job(db, "test.sleep", {"seconds": 1.5})
+        factory.job(db, "test.record", {"path": str(marks), "marker": "long", "sleep": 6})
+        wait_for(lambda: states(db) == {"running": 2}, what="both jobs to start")
+        with db.connect() as holder:
+            holder.execute(text("SELECT 1 FROM jobs WHERE job_id = :id FOR UPDATE"), {"id": first})
+            factory.job(db, "test.record", {"path": str(marks), "marker": "queued"})
+            wait_for(lambda: cycles_waiting_on_a_lock(db), what="saving its outcome to wait")
+            factory.job(db, "test.record", {"path": str(marks), "marker": "urgent"}, priority=10)
+            time.sleep(1.0)  # time enough for a claim it must not make
+            assert runs(marks) == []
+        wait_for(lambda: states(db) == {"succeeded": 4}, what="every outcome saved")
+    finally:
+        assert stop(worker) == 0
+    assert [mark.split()[0] for mark in runs(marks)] == ["queued", "urgent", "long"]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_asked_for_while_starting_exits_zero_before_any_claim(
     db: Engine, process_env: dict[str, str], tmp_path: Path, signum: int

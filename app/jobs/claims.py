@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, exc, text
 
 from app.config import Settings
 from app.db import on_driver
@@ -59,7 +59,8 @@ def loop_connection(engine: Engine, settings: Settings) -> Connection:
     rows, until autovacuum analyzed the table); every part of the cycle has
     an index to walk. Behind a transaction pooler nothing is prepared, and a
     SET would leak to other clients' sessions. The caller invalidates the
-    connection when done with it: these settings are the loop's alone.
+    connection when done with it (`close_loop_connection`): these settings are the
+    loop's alone.
     """
     conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     if not settings.behind_transaction_pooler:
@@ -68,6 +69,19 @@ def loop_connection(engine: Engine, settings: Settings) -> Connection:
     if not settings.worker_synchronous_commit:
         conn.exec_driver_sql("SET synchronous_commit = off")
     return conn
+
+
+def close_loop_connection(conn: Connection | None) -> None:
+    """Close a `loop_connection` for good: back in the pool, its session settings would
+    reach other statements."""
+    if conn is None:
+        return
+    try:
+        if not conn.invalidated:
+            conn.invalidate()
+        conn.close()
+    except exc.SQLAlchemyError:
+        pass
 
 
 def cycle(

@@ -5,7 +5,8 @@ lock, LISTEN), then repeat one *cycle* (save the outcomes of finished jobs
 and claim as many new jobs as there are free threads, in one statement)
 until told to stop, drain, and only then give the presence up. Helpers on
 their own threads: the presence (`app.jobs.processes`), the heartbeat (held
-jobs, rescue of other workers' lost jobs) and the job threads.
+jobs, rescue of other workers' lost jobs), the express claim (a job enqueued
+while a cycle is under way, `app.jobs.express`) and the job threads.
 
 Delivery is at least once: a job whose worker dies, freezes or loses the
 database runs again, and so can a job that finished in the instant before a
@@ -30,6 +31,7 @@ from app.config import Settings
 from app.db import describe, is_connection_fault, make_engine
 from app.jobs import claims, observed
 from app.jobs.execution import Claimed, Outcome, failure
+from app.jobs.express import Express
 from app.jobs.heartbeat import Heartbeat
 from app.jobs.pooling import link
 from app.jobs.processes import Identity, Presence, new_process_id
@@ -101,6 +103,12 @@ class Worker:
         self._outcomes: list[Outcome] = []
         self._lock = threading.Lock()
         self._conn: Connection | None = None
+        #: The loop is inside a cycle (waiting on the database, mostly).
+        self._cycling = False
+        #: Jobs being claimed now (by the loop's cycle or the express claim) and not
+        #: yet handed to the threads: room already spoken for. Under `_claims`.
+        self._claiming = 0
+        self._claims = threading.Lock()
         self._signals = 0
         self._exit_code = 0
         #: Recent run time of a job, seconds; None until one has run.
@@ -117,6 +125,9 @@ class Worker:
             watch=True,
             on_problem=self._misconfigured,
         )
+        self._express = Express(
+            engine, settings, self.id, self.queues, self._express_room, self._express_settled
+        )
 
     def run(self) -> int:
         """Work until SIGTERM/SIGINT (or `stop()`), then drain and return the exit code."""
@@ -128,6 +139,7 @@ class Worker:
         Heartbeat(
             self.engine, self.settings, self.id, self._held, self.presence, self.finished
         ).start()
+        self._express.start()
         log.info(
             "worker %s started: queues=%s concurrency=%d jobs=%s",
             self.id,
@@ -161,9 +173,22 @@ class Worker:
         with self._lock:
             outcomes = list(self._outcomes)
         notified = self._notified.is_set()
-        free = self._claimable() if claim and not self._tired() else 0
-        if not outcomes and free <= 0:
+        with self._claims:
+            free = max(self._claimable(), 0) if claim and not self._tired() else 0
+            self._claiming += free
+        if not outcomes and not free:
             return
+        self._cycling = True
+        try:
+            saved = self._save_and_claim(outcomes, free, notified=notified)
+        finally:
+            self._cycling = False
+        if not saved:
+            self.stopping.wait(1.0)
+
+    def _save_and_claim(self, outcomes: list[Outcome], free: int, *, notified: bool) -> bool:
+        """The cycle's statements: save `outcomes`, claim and start `free` jobs at most
+        (the room `_cycle` spoke for, given back here). False if they failed."""
         try:
             conn = self._connection()
             if notified and free > 0 and (outcomes or len(self._threads)):
@@ -172,9 +197,10 @@ class Worker:
                 # milliseconds; claiming one job alone, a fraction of one.
                 first = claims.claim(conn, self.id, self.queues, 1)
                 self._start(first)
+                self._settle(len(first))
                 free -= len(first)
                 if not outcomes and free <= 0:
-                    return
+                    return True
             done = claims.cycle(conn, self.id, outcomes, self.queues, free)
             claimed = done.claimed + self._flow(done, free - len(done.claimed))
         except exc.SQLAlchemyError as error:
@@ -186,13 +212,15 @@ class Worker:
                 self._save_apart(outcomes)
             else:
                 log.warning("database unavailable (%s); retrying", describe(error))
-            self.stopping.wait(1.0)
-            return
+            return False
         except Exception:
             log.exception("worker %s: cycle failed; retrying", self.id)
             self._drop_connection()
-            self.stopping.wait(1.0)
-            return
+            return False
+        else:
+            self._start(claimed)  # before giving the room back: see `_express_room`
+        finally:
+            self._settle(free)
         for lost in done.saved.lost:
             log.warning(
                 "job %s %s: claim was lost before its outcome was saved (rescued "
@@ -203,7 +231,7 @@ class Worker:
             )
         with self._lock:
             del self._outcomes[: len(outcomes)]
-        self._start(claimed)
+        return True
 
     def _start(self, claimed: list[Claimed]) -> None:
         if claimed:
@@ -212,6 +240,41 @@ class Worker:
     def _notify(self) -> None:
         self._notified.set()
         self._wake.set()
+        if self._cycling:
+            self._express.poke()
+
+    def _settle(self, count: int) -> None:
+        """`count` jobs spoken for are claimed and started, or will not be claimed."""
+        with self._claims:
+            self._claiming -= count
+
+    def _express_room(self) -> bool:
+        """Whether the express thread may claim for the NOTIFY at hand, and if so
+        speak for the room (`_express_settled` gives it back) and leave it the NOTIFY.
+
+        By the rule of `_claimable`, less what the loop's statement is claiming
+        right now: a free thread, or one soon among short jobs claimed ahead.
+        """
+        if self.stopping.is_set() or not self._notified.is_set():
+            return False
+        with self._claims:
+            ahead = self._ahead()
+            free = self._threads.free + ahead - self._claiming
+            if free > 0 or (ahead > 0 and free + self.concurrency > 0):
+                self._notified.clear()
+                self._claiming += 1
+                return True
+        return False
+
+    def _express_settled(self, claimed: list[Claimed] | None) -> None:
+        """The express claim is over: start what it got; if it failed (None), the
+        NOTIFY is the loop's again."""
+        if claimed is None:
+            self._notified.set()
+            self._wake.set()
+        else:
+            self._start(claimed)
+        self._settle(1)
 
     def _claimable(self) -> int:
         """How many jobs to claim now: the free threads, and those claimed ahead.
@@ -221,10 +284,11 @@ class Worker:
         would otherwise wait until they ran low. Only while jobs are short
         enough to be claimed ahead at all: a job claimed by a worker busy
         with long ones would wait there while another worker stands idle.
-        Bounded: never more than a thread's worth beyond the usual.
+        Bounded: never more than a thread's worth beyond the usual. Less the
+        jobs being claimed right now (the express claim's); `_claims` held.
         """
         ahead = self._ahead()
-        free = self._threads.free + ahead
+        free = self._threads.free + ahead - self._claiming
         if self._notified.is_set():
             self._notified.clear()
             if free <= 0 and ahead > 0 and free + self.concurrency > 0:
@@ -314,6 +378,7 @@ class Worker:
         peers know the jobs still draining here are in good hands.
         """
         deadline = time.monotonic() + self.settings.shutdown_grace
+        self._express.close()
         unstarted = self._hand_back(self._threads.withdraw_waiting())  # claimed ahead
         log.info(
             "worker %s stopping: %d job(s) running, grace %.0fs",
@@ -403,15 +468,8 @@ class Worker:
         return self._conn
 
     def _drop_connection(self) -> None:
-        """Close the loop's connection for good: its session settings are the loop's
-        alone, and back in the pool they would reach other statements."""
-        if self._conn is not None:
-            try:
-                if not self._conn.invalidated:
-                    self._conn.invalidate()
-                self._conn.close()
-            except exc.SQLAlchemyError:
-                pass
+        """Close the loop's connection for good (`claims.close_loop_connection`)."""
+        claims.close_loop_connection(self._conn)
         self._conn = None
 
     def install_signal_handlers(self) -> None:
