@@ -152,10 +152,22 @@ def sqlstate(error: BaseException) -> str | None:
 
 
 def is_connection_fault(error: BaseException) -> bool:
-    """Whether the session behind `error` should be dropped and a new one opened."""
+    """Whether the session behind `error` should be dropped and a new one opened: the
+    database is away, rather than refusing what was sent.
+
+    The server names every refusal with a SQLSTATE. A driver error without one
+    came from the client's side: an `OperationalError` or `InterfaceError` is
+    a connection that broke or could not be opened at all ("Connection
+    refused", "the database system is starting up": a connection attempt
+    carries no SQLSTATE), while a `DataError` or `ProgrammingError` is a value
+    the driver could not send, which no reconnection will change.
+    """
     state = sqlstate(error)
     if state is None:
-        return isinstance(error, exc.DBAPIError) and error.connection_invalidated
+        cause = error.orig if isinstance(error, exc.DBAPIError) else error
+        return (isinstance(error, exc.DBAPIError) and error.connection_invalidated) or isinstance(
+            cause, psycopg.OperationalError | psycopg.InterfaceError
+        )
     return state in CONNECTION_FAULTS or state.startswith(_CONNECTION_CLASSES)
 
 

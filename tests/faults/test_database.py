@@ -15,7 +15,7 @@ from app.jobs import JobRequest, enqueue_many
 from tests.faults.conftest import FaultDatabase, Row
 from tests.faults.harness import Fleet, books, long_run, settled
 from tests.faults.server import PrivateServer
-from tests.processes import wait_for
+from tests.processes import start, stop, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -184,3 +184,59 @@ def backends(db: FaultDatabase, application: str) -> list[int]:
                 {"app": application},
             ).scalars()
         )
+
+
+def test_an_outcome_reached_while_no_connection_can_be_opened_is_saved_once_it_can(
+    private_server: PrivateServer,
+    fault_db: FaultDatabase,
+    fault_env: dict[str, str],
+    tmp_path: Path,
+    report: list[Row],
+) -> None:
+    """ "Connection refused" and "the database system is starting up" say the database
+    is away, not that it refused the outcome: the worker keeps the outcome and saves
+    it once the server is back. (Taken for a refusal, the outcome was dropped and
+    the job, back in the queue as a stray of its own worker, ran a second time.)"""
+    ledger = tmp_path / "ledger"
+    with Session(fault_db.engine) as session:
+        [job_id] = enqueue_many(
+            session,
+            [JobRequest("faults.work", {"n": 1, "seconds": 2.0, "ledger": str(ledger)})],
+        )
+        session.commit()
+    worker = start("worker.py", fault_env, "--concurrency", "2", log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: state(fault_db, job_id) == "running", what="the job to start")
+        private_server.stop()  # a crash: the job ends while nothing can connect
+        wait_for(lambda: ledger.exists(), what="the job to end with the server down")
+        time.sleep(1.5)  # a few cycles and heartbeats fail meanwhile
+        private_server.start()
+        wait_for(lambda: state(fault_db, job_id) == "succeeded", what="the outcome saved")
+    finally:
+        assert stop(worker) == 0
+    runs = ledger.read_text().splitlines()
+    report.append(
+        Row(
+            "5d outcome while down",
+            "1 job of 2 s, 1x2 slots",
+            "server stopped mid-job, started 1.5 s after",
+            1,
+            1 if state(fault_db, job_id) == "succeeded" else 0,
+            0,
+            0,
+            f"{len(runs) - 1} ({rescued(fault_db)} rescued)",
+            "-",
+        )
+    )
+    assert len(runs) == 1 and rescued(fault_db) == 0
+    log = (tmp_path / "w.log").read_text()
+    assert "outcome refused" not in log and "saving outcomes apart" not in log
+
+
+def state(db: FaultDatabase, job_id: object) -> str | None:
+    try:
+        with db.engine.connect() as conn:
+            found = conn.execute(text("SELECT state FROM jobs WHERE job_id = :id"), {"id": job_id})
+            return found.scalar_one_or_none()
+    except Exception:  # the server is away for a moment
+        return None
