@@ -64,6 +64,11 @@ def settle_heap() -> None:
     are left alone and later collections walk only what came since. (One of
     them that later ends up in a garbage cycle, say a connection dropped
     after a database restart, stays in memory: a bounded, one-off cost.)
+
+    Done before the worker registers and LISTENs: the collection itself stops
+    every thread for tens of milliseconds, and a NOTIFY that came meanwhile
+    waited it out (the first jobs enqueued after a worker announced itself
+    started 60-80 ms late).
     """
     gc.collect()
     gc.freeze()
@@ -131,6 +136,7 @@ class Worker:
 
     def run(self) -> int:
         """Work until SIGTERM/SIGINT (or `stop()`), then drain and return the exit code."""
+        settle_heap()
         self.presence.start()
         # Give claims an owner peers can see; a database that is away is
         # waited out by the loop itself, so don't wait for long.
@@ -147,7 +153,6 @@ class Worker:
             self.concurrency,
             ",".join(registry.names()),
         )
-        settle_heap()
         while not self.stopping.is_set():
             self._cycle(claim=True)
             self._wait()
