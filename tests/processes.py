@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
+def written_lines(path: Path) -> list[str]:
+    """The lines a running process has written to `path` so far: a line still being
+    appended (no newline yet) is left for the next look."""
+    text = path.read_text() if path.exists() else ""
+    return text[: text.rfind("\n") + 1].splitlines()
+
+
 def start(script: str, env: Mapping[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
     """Start `python script args` in the project root, output to `log`."""
     with log.open("ab") as out:

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
 from app import logs
-from tests.processes import start, stop, wait_for
+from tests.processes import start, stop, wait_for, written_lines
 from tests.web import PASSWORD
 
 HOSTILE = "bad\r\n2026-01-01T00:00:00Z worker INFO forged: line\x00 end"
@@ -142,8 +142,7 @@ def process_env(process_env: dict[str, str]) -> dict[str, str]:
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [json.loads(line) for line in lines if line.startswith("{")]
+    return [json.loads(line) for line in written_lines(path) if line.startswith("{")]
 
 
 def sign_up_over_http(base: str, request_id: str) -> str:

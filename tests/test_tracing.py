@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 
 from app import tracing
 from tests import factory
-from tests.processes import start, stop, wait_for
+from tests.processes import start, stop, wait_for, written_lines
 from tests.test_logs import sign_up_over_http
 from tests.test_mail import Inbox, free_port
 
@@ -55,8 +55,7 @@ def process_env(
 
 
 def spans(path: Path) -> list[dict[str, Any]]:
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [json.loads(line) for line in lines]
+    return [json.loads(line) for line in written_lines(path)]
 
 
 def test_a_sign_up_and_its_welcome_email_are_one_trace(
