@@ -193,9 +193,9 @@ def test_an_outcome_reached_while_no_connection_can_be_opened_is_saved_once_it_c
     tmp_path: Path,
     report: list[Row],
 ) -> None:
-    """ "Connection refused" and "the database system is starting up" say the database
-    is away, not that it refused the outcome: the worker keeps the outcome and saves
-    it once the server is back. (Taken for a refusal, the outcome was dropped and
+    """A connection refused, or refused with "the database system is starting up",
+    says the database is away, not that it refused the outcome: the worker keeps the
+    outcome and saves it once the server is back. (Taken for a refusal, the outcome was dropped and
     the job, back in the queue as a stray of its own worker, ran a second time.)"""
     ledger = tmp_path / "ledger"
     with Session(fault_db.engine) as session:
