@@ -168,8 +168,9 @@ class Worker:
         self._exit_code = EXIT_MISCONFIGURED
         self.stop()
 
-    def _cycle(self, *, claim: bool) -> None:
-        """Save finished outcomes and claim into free threads, in one statement.
+    def _cycle(self, *, claim: bool) -> bool:
+        """Save finished outcomes and claim into free threads, in one statement;
+        False if the database could not be reached or refused.
 
         Nothing that happens here may end the process: a database fault is
         waited out, anything else is logged with its traceback and retried.
@@ -182,7 +183,7 @@ class Worker:
             free = max(self._claimable(), 0) if claim and not self._tired() else 0
             self._claiming += free
         if not outcomes and not free:
-            return
+            return True
         self._cycling = True
         try:
             saved = self._save_and_claim(outcomes, free, notified=notified)
@@ -190,6 +191,7 @@ class Worker:
             self._cycling = False
         if not saved:
             self.stopping.wait(1.0)
+        return saved
 
     def _save_and_claim(self, outcomes: list[Outcome], free: int, *, notified: bool) -> bool:
         """The cycle's statements: save `outcomes`, claim and start `free` jobs at most
@@ -391,13 +393,23 @@ class Worker:
             len(self._threads),
             self.settings.shutdown_grace,
         )
-        while len(self._threads) and time.monotonic() < deadline:
-            self._cycle(claim=False)
+        # Until every outcome is saved, not only until the threads are done: a
+        # database away now may be back within the grace, and an outcome not
+        # saved means the job runs again once rescued.
+        while (len(self._threads) or self._outcomes) and time.monotonic() < deadline:
+            pause = 0.2 if self._cycle(claim=False) else 1.0
             self._threads.enforce_timeouts(0.2)
-            self._wake.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+            self._wake.wait(min(pause, max(0.0, deadline - time.monotonic())))
             self._wake.clear()
         self._cycle(claim=False)
         self._drop_connection()
+        if self._outcomes:
+            log.error(
+                "worker %s: %d outcome(s) not saved within the grace period; "
+                "those jobs will be rescued and run again",
+                self.id,
+                len(self._outcomes),
+            )
         leftover = unstarted + self._threads.withdraw_waiting() + self._threads.jobs()
         code = self._exit_code
         try:

@@ -233,6 +233,89 @@ def test_an_outcome_reached_while_no_connection_can_be_opened_is_saved_once_it_c
     assert "outcome refused" not in log and "saving outcomes apart" not in log
 
 
+def test_a_worker_stopping_while_the_database_is_away_saves_its_outcome_once_it_is_back(
+    private_server: PrivateServer,
+    fault_db: FaultDatabase,
+    fault_env: dict[str, str],
+    tmp_path: Path,
+    report: list[Row],
+) -> None:
+    """Told to stop while the server is away, the worker lets its job finish and keeps
+    trying to save the outcome for the rest of its grace period, then exits cleanly.
+    (It used to exit as soon as its threads were done: the outcome was lost, and the
+    job, rescued as a dead worker's, ran a second time.)"""
+    ledger = tmp_path / "ledger"
+    with Session(fault_db.engine) as session:
+        [job_id] = enqueue_many(
+            session,
+            [JobRequest("faults.work", {"n": 1, "seconds": 2.0, "ledger": str(ledger)})],
+        )
+        session.commit()
+    env = {**fault_env, "WORKER_SHUTDOWN_GRACE": "20"}
+    worker = start("worker.py", env, "--concurrency", "2", log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: state(fault_db, job_id) == "running", what="the job to start")
+        private_server.stop()
+        worker.terminate()  # a deploy's SIGTERM, while the server is away
+        wait_for(lambda: ledger.exists(), what="the job to end with the server down")
+        time.sleep(1.5)  # the worker has nothing left to run, only to save
+        assert worker.poll() is None, "the worker left with its outcome unsaved"
+        private_server.start()
+        code = worker.wait(30)
+    finally:
+        stop(worker)
+    wait_for(lambda: state(fault_db, job_id) is not None, what="the server to answer")
+    runs = ledger.read_text().splitlines()
+    report.append(
+        Row(
+            "5e stop while down",
+            "1 job of 2 s, 1x2 slots",
+            "server stopped, then SIGTERM; server back 1.5 s after the job ended",
+            1,
+            1 if state(fault_db, job_id) == "succeeded" else 0,
+            0,
+            0,
+            f"{len(runs) - 1} ({rescued(fault_db)} rescued)",
+            "-",
+        )
+    )
+    assert code == 0
+    assert state(fault_db, job_id) == "succeeded"
+    assert len(runs) == 1 and rescued(fault_db) == 0
+
+
+def test_a_worker_stopping_while_the_database_stays_away_leaves_when_its_grace_ends(
+    private_server: PrivateServer,
+    fault_db: FaultDatabase,
+    fault_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """Waiting to save an outcome is bounded by the grace period: a server that does
+    not come back lets the worker go with exit code 1 and a line saying what will
+    happen to the job (rescued, run again)."""
+    ledger = tmp_path / "ledger"
+    with Session(fault_db.engine) as session:
+        [job_id] = enqueue_many(
+            session,
+            [JobRequest("faults.work", {"n": 1, "seconds": 0.5, "ledger": str(ledger)})],
+        )
+        session.commit()
+    env = {**fault_env, "WORKER_SHUTDOWN_GRACE": "3"}
+    worker = start("worker.py", env, "--concurrency", "2", log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: state(fault_db, job_id) == "running", what="the job to start")
+        private_server.stop()
+        worker.terminate()
+        code = worker.wait(30)
+    finally:
+        stop(worker)
+        private_server.start()
+    assert ledger.read_text().splitlines() == [f"1 {worker.pid}"]
+    assert code == 1
+    log = (tmp_path / "w.log").read_text()
+    assert "1 outcome(s) not saved within the grace period" in log
+
+
 def state(db: FaultDatabase, job_id: object) -> str | None:
     try:
         with db.engine.connect() as conn:
