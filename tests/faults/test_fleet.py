@@ -177,6 +177,17 @@ class Watch(threading.Thread):
                     self.peak = max(self.peak, int(sessions))
 
 
+def probes_done(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM jobs WHERE name = 'faults.pickup' AND state = 'succeeded'"
+                )
+            ).scalar_one()
+        )
+
+
 def pickups(engine: Engine) -> tuple[float, float]:
     """p50 and p99 of the probes' pickup latency, in milliseconds."""
     with engine.connect() as conn:
@@ -267,6 +278,15 @@ def test_a_fleet_of_many_slots_shares_a_small_server_through_pgbouncer(
             waiting = max(waiting, sum(int(p["cl_waiting"]) for p in bouncer.show("POOLS")))
             time.sleep(0.5)
         time.sleep(3.0)  # a few seconds of an idle fleet: pickup without a backlog
+        watch.stopping.set()
+        watch.join()
+        # The last probe may be enqueued a moment before the fleet is told to stop:
+        # a stopping worker claims nothing, so the probe would stay queued.
+        wait_for(
+            lambda: probes_done(fleet_db.engine) == watch.probes,
+            timeout=60,
+            what="the last probes",
+        )
     finally:
         watch.stopping.set()
         watch.join()
