@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +57,17 @@ def enqueue_work(db: FaultDatabase, total: int, ledger: Path) -> None:
             ],
         )
         session.commit()
+
+
+def enqueue_one(db: FaultDatabase, seconds: float, ledger: Path) -> uuid.UUID:
+    """One `faults.work` job of `seconds`, recorded in `ledger` when it runs; its id."""
+    with Session(db.engine) as session:
+        [job_id] = enqueue_many(
+            session,
+            [JobRequest("faults.work", {"n": 1, "seconds": seconds, "ledger": str(ledger)})],
+        )
+        session.commit()
+    return job_id
 
 
 @pytest.mark.parametrize(
@@ -198,12 +210,7 @@ def test_an_outcome_reached_while_no_connection_can_be_opened_is_saved_once_it_c
     outcome and saves it once the server is back. (Taken for a refusal, the outcome was dropped and
     the job, back in the queue as a stray of its own worker, ran a second time.)"""
     ledger = tmp_path / "ledger"
-    with Session(fault_db.engine) as session:
-        [job_id] = enqueue_many(
-            session,
-            [JobRequest("faults.work", {"n": 1, "seconds": 2.0, "ledger": str(ledger)})],
-        )
-        session.commit()
+    job_id = enqueue_one(fault_db, 2.0, ledger)
     worker = start("worker.py", fault_env, "--concurrency", "2", log=tmp_path / "w.log")
     try:
         wait_for(lambda: state(fault_db, job_id) == "running", what="the job to start")
@@ -245,12 +252,7 @@ def test_a_worker_stopping_while_the_database_is_away_saves_its_outcome_once_it_
     (It used to exit as soon as its threads were done: the outcome was lost, and the
     job, rescued as a dead worker's, ran a second time.)"""
     ledger = tmp_path / "ledger"
-    with Session(fault_db.engine) as session:
-        [job_id] = enqueue_many(
-            session,
-            [JobRequest("faults.work", {"n": 1, "seconds": 2.0, "ledger": str(ledger)})],
-        )
-        session.commit()
+    job_id = enqueue_one(fault_db, 2.0, ledger)
     env = {**fault_env, "WORKER_SHUTDOWN_GRACE": "20"}
     worker = start("worker.py", env, "--concurrency", "2", log=tmp_path / "w.log")
     try:
@@ -294,12 +296,7 @@ def test_a_worker_stopping_while_the_database_stays_away_leaves_when_its_grace_e
     not come back lets the worker go with exit code 1 and a line saying what will
     happen to the job (rescued, run again)."""
     ledger = tmp_path / "ledger"
-    with Session(fault_db.engine) as session:
-        [job_id] = enqueue_many(
-            session,
-            [JobRequest("faults.work", {"n": 1, "seconds": 0.5, "ledger": str(ledger)})],
-        )
-        session.commit()
+    job_id = enqueue_one(fault_db, 0.5, ledger)
     env = {**fault_env, "WORKER_SHUTDOWN_GRACE": "3"}
     worker = start("worker.py", env, "--concurrency", "2", log=tmp_path / "w.log")
     try:
