@@ -23,11 +23,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, exc
 from sqlalchemy.engine import make_url
 
-from app.db import sqlstate
+from app.db import is_connection_fault, sqlstate
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "alembic"
 #: "relation does not exist": the tables were never created.
 UNDEFINED_TABLE = "42P01"
+#: "cannot execute ... in a read-only transaction": a standby, or writes switched off.
+READ_ONLY = "25006"
 UPGRADE = "run `alembic upgrade head`"
 
 log = logging.getLogger(__name__)
@@ -134,10 +136,25 @@ def explain(engine: Engine, error: exc.SQLAlchemyError) -> str | None:
     """One line for a database error a command met, when it is about the setup; else None.
 
     A missing table means migrations never ran; a failed connection, an
-    unreachable server. Anything else is a real fault, for the traceback.
+    unreachable server; a connection ended under the command (the server
+    restarting, an administrator), a lost one, to try again; a refused
+    write, a server that takes none (DATABASE_URL names a standby, say).
+    Anything else is a real fault, for the traceback.
     """
-    if isinstance(error, exc.OperationalError) and sqlstate(error) in (None, "08001", "08006"):
-        return check(engine) or unreachable(engine.url.render_as_string(), error)
-    if sqlstate(error) == UNDEFINED_TABLE:
+    where_to = engine.url.render_as_string(hide_password=True)
+    state = sqlstate(error)
+    if state == READ_ONLY:
+        return (
+            f"PostgreSQL at {where(where_to)} takes no writes (a standby, or "
+            f"default_transaction_read_only is on): {_reason(error)}"
+        )
+    if state == UNDEFINED_TABLE:
         return check(engine)
+    if state in (None, "08001") and isinstance(error, exc.OperationalError):
+        return check(engine) or unreachable(where_to, error)
+    if is_connection_fault(error):
+        return check(engine) or (
+            f"lost the connection to PostgreSQL at {where(where_to)}: {_reason(error)}; "
+            "the command may not have finished: run it again"
+        )
     return None

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
-from sqlalchemy import Engine
+from sqlalchemy import Engine, exc, text
+from sqlalchemy.engine import make_url
 
+from app import preflight
 from app.config import Settings, normalize_database_url
 from app.web import create_app
 from tests.browser import free_port
@@ -161,6 +163,43 @@ def test_the_cli_says_to_migrate_a_database_without_tables(cli_on: CliOn, unmigr
     assert result.exit_code == 1
     assert result.output.startswith("Error: database at migration [], code expects ['")
     assert result.output.endswith(f"]: {UPGRADE}\n")
+
+
+def test_the_cli_says_in_one_line_that_the_database_takes_no_writes(
+    cli_on: CliOn, database_url: str, db: Engine
+) -> None:
+    """DATABASE_URL naming a standby (here: writes switched off for the session)."""
+    read_only = make_url(database_url).update_query_dict(
+        {"options": "-c default_transaction_read_only=on"}
+    )
+    result = cli_on(read_only.render_as_string(hide_password=False)).invoke(
+        args=["jobs", "pause", "default"]
+    )
+    assert result.exit_code == 1
+    [line] = result.output.splitlines()
+    assert line.startswith("Error: PostgreSQL at ") and " takes no writes (a standby, " in line
+    assert line.endswith(": cannot execute INSERT in a read-only transaction")
+
+
+def test_a_connection_ended_under_a_command_is_one_line_that_says_to_run_it_again(
+    engine: Engine,
+) -> None:
+    """The server restarting, or an administrator ending the session, mid-command."""
+    with engine.connect() as doomed, engine.connect() as admin:
+        pid = doomed.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        admin.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+        with pytest.raises(exc.OperationalError) as ended:
+            doomed.execute(text("SELECT 1"))
+    problem = preflight.explain(engine, ended.value)
+    assert problem is not None and problem.startswith("lost the connection to PostgreSQL at ")
+    assert problem.endswith("the command may not have finished: run it again")
+    assert "terminating connection due to administrator command" in problem
+
+
+def test_a_real_fault_keeps_its_traceback(engine: Engine) -> None:
+    with engine.connect() as conn, pytest.raises(exc.DBAPIError) as refused:
+        conn.execute(text("SELECT 1 / 0"))
+    assert preflight.explain(engine, refused.value) is None
 
 
 def test_plain_flask_finds_the_app_through_flaskenv(
