@@ -86,6 +86,17 @@ def test_the_list_shows_only_your_own_exports(app: Flask, ada: FlaskClient) -> N
 @pytest.mark.parametrize(
     "path", ["/exports/{n}", "/exports/{n}/report.pdf", "/exports/{n}/report.csv"]
 )
+@pytest.mark.parametrize("number", ["2147483648", "9" * 40, "0", "-1", "1e3"])
+def test_an_export_number_no_export_can_have_is_404(
+    ada: FlaskClient, path: str, number: str
+) -> None:
+    """Past the id column's range too: the database is never asked."""
+    assert ada.get(path.format(n=number)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path", ["/exports/{n}", "/exports/{n}/report.pdf", "/exports/{n}/report.csv"]
+)
 def test_another_users_export_is_404(app: Flask, ada: FlaskClient, db: Engine, path: str) -> None:
     number = export_id(upload(ada))
     drain(db)

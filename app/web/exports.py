@@ -23,6 +23,9 @@ bp = Blueprint("exports", __name__)
 
 EXTENSIONS = (".csv", ".tsv", ".txt")
 DOWNLOADS = {"pdf": ("report_pdf", "application/pdf"), "csv": ("report_csv", "text/csv")}
+#: The largest export id (an INTEGER column): a larger number in a URL is a 404, not an
+#: "integer out of range" from the database.
+LAST_ID = 2**31 - 1
 
 
 class UploadRefused(ValueError):
@@ -92,7 +95,7 @@ def create() -> ResponseReturnValue:
     return redirect(url_for("exports.show", export_id=export.id), 303)
 
 
-@bp.get("/exports/<int:export_id>")
+@bp.get(f"/exports/<int(min=1, max={LAST_ID}):export_id>")
 def show(export_id: int) -> ResponseReturnValue:
     user, session = require_user(), get_session()
     export = service.export_of(session, user.id, export_id) or abort(404)
@@ -113,7 +116,7 @@ def human_number(cell: str) -> str:
         return cell
 
 
-@bp.get("/exports/<int:export_id>/report.<any(pdf, csv):kind>")
+@bp.get(f"/exports/<int(min=1, max={LAST_ID}):export_id>/report.<any(pdf, csv):kind>")
 def download(export_id: int, kind: str) -> ResponseReturnValue:
     """Send the finished report; 409 while it is still being built."""
     user, session = require_user(), get_session()
