@@ -150,6 +150,10 @@ def test_a_name_search_pages_through_running_jobs_and_the_rest_newest_first(
         ("{}", "write a JSON object"),
         ('{"a": NaN}', "NaN is not a number"),
         ('{"a": -Infinity}', "-Infinity is not a number"),
+        ('{"a": 1e309}', "too large a number"),
+        ('{"a": [-1e400]}', "too large a number"),
+        ('{"a": "\\ud800"}', "lone surrogate"),
+        ('{"\\udc00": 1}', "lone surrogate"),
         ('{"password": "hunter2"}', "looks secret"),
         ('{"user": {"apiKey": "x"}}', "looks secret"),
         ('{"a": "\\u0000"}', "NUL"),
@@ -275,6 +279,8 @@ def test_acting_on_no_ticked_job_says_so(admin: FlaskClient, db: Engine) -> None
         ({"action": "explode", "job_id": str(uuid.uuid4())}, 400),
         ({"action": "retry", "job_id": "not-a-uuid"}, 400),
         ({"action": "retry", "job_id": str(uuid.uuid4()), "payload": "[1]"}, 400),
+        ({"action": "retry", "job_id": str(uuid.uuid4()), "payload": '{"a": "\\ud800"}'}, 400),
+        ({"action": "retry", "job_id": str(uuid.uuid4()), "payload": '{"a": 1e309}'}, 400),
     ],
 )
 def test_a_malformed_selection_is_refused_and_changes_nothing(

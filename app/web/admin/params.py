@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from typing import Any
 
@@ -74,10 +75,10 @@ def search_document(raw: str) -> str:
     """Check a typed payload search and return it as canonical JSON text.
 
     Refused: anything but a JSON object of at most MAX_SEARCH characters and
-    MAX_SEARCH_DEPTH levels; NaN and Infinity; NUL anywhere (jsonb cannot
-    hold it); and secret-looking keys or passwords in URLs, which the
-    dashboard masks: searching by them would tell their values one guess
-    at a time.
+    MAX_SEARCH_DEPTH levels; NaN, Infinity and numbers beyond a double; NUL
+    and lone surrogates anywhere (jsonb cannot hold them); and secret-looking
+    keys or passwords in URLs, which the dashboard masks: searching by them
+    would tell their values one guess at a time.
     """
     if len(raw) > MAX_SEARCH:
         raise SearchError(f"it is longer than {MAX_SEARCH:,} characters")
@@ -103,11 +104,24 @@ def _check(value: Any, depth: int) -> None:
     elif isinstance(value, list):
         for inner in value:
             _check(inner, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        # 1e309 reads as infinity: a search for it would be sent as "Infinity".
+        raise SearchError("it holds too large a number (beyond a double's range)")
     elif isinstance(value, str):
         if "\x00" in value:
             raise SearchError("it holds a NUL character")
+        if not _encodable(value):
+            raise SearchError("it holds a lone surrogate (\\ud800-\\udfff): not valid Unicode")
         if scrub(value) != value:
             raise SearchError("it holds a password in a URL, and secrets are not searchable")
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def cursor() -> Cursor | None:
