@@ -123,12 +123,21 @@ class Job(Base):
         ),
         CheckConstraint("jsonb_typeof(payload) = 'object'", name="payload_object"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         # Times every reader (worker, dashboard, Python's datetime) can represent:
-        # an `infinity` or a year past 9999 would fail wherever the row is read.
+        # an `infinity` or a year past 9999 would fail wherever the row is read
+        # (and `created_at`, in every claim: it reports the job's age).
         CheckConstraint(f"run_at BETWEEN {_READABLE}", name="run_at_readable"),
         CheckConstraint(
             f"scheduled_for IS NULL OR scheduled_for BETWEEN {_READABLE}",
             name="scheduled_for_readable",
+        ),
+        CheckConstraint(f"created_at BETWEEN {_READABLE}", name="created_at_readable"),
+        *(
+            CheckConstraint(
+                f"{column} IS NULL OR {column} BETWEEN {_READABLE}", name=f"{column}_readable"
+            )
+            for column in ("locked_at", "heartbeat_at", "started_at", "finished_at")
         ),
         # Claiming from all queues walks this index in claim order and stops
         # after LIMIT rows: no sort, whatever the backlog. Partial, so it

@@ -76,3 +76,35 @@ def test_users_made_before_confirmation_links_count_as_confirmed(
         confirmed = conn.execute(text("SELECT confirmed_at = created_at FROM users")).scalar_one()
     engine.dispose()
     assert confirmed is True
+
+
+def test_rows_with_times_no_reader_can_convert_are_mended_and_others_left_alone(
+    empty_database: tuple[str, Config],
+) -> None:
+    url, config = empty_database
+    command.upgrade(config, "0016_notify_waiting")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (name, created_at, attempts, started_at, finished_at) VALUES"
+                " ('bad', '-infinity', -3, 'infinity', NULL),"
+                " ('good', '2026-01-01 00:00+00', 2, NULL, '2026-01-02 00:00+00')"
+            )
+        )
+    command.upgrade(config, "0017_readable_times")
+    with engine.connect() as conn:
+        rows = {
+            row.name: row
+            for row in conn.execute(
+                text(
+                    "SELECT name, isfinite(created_at) AS created, attempts,"
+                    " isfinite(started_at) AS started, finished_at, locked_at FROM jobs"
+                )
+            )
+        }
+    engine.dispose()
+    assert (rows["bad"].created, rows["bad"].attempts, rows["bad"].started) == (True, 0, True)
+    assert rows["bad"].finished_at is None and rows["bad"].locked_at is None
+    assert rows["good"].attempts == 2 and rows["good"].started is None
+    assert str(rows["good"].finished_at.date()) == "2026-01-02"

@@ -72,6 +72,35 @@ def test_the_table_refuses_times_no_reader_can_convert(db: Engine, when: str) ->
         insert_raw(db, "test.add", '{"a": 1}', scheduled_for=when)
 
 
+@pytest.mark.parametrize(
+    "column", ["created_at", "locked_at", "heartbeat_at", "started_at", "finished_at"]
+)
+@pytest.mark.parametrize("when", ["infinity", "-infinity", "0001-01-01 BC"])
+def test_no_time_of_a_job_may_be_one_no_reader_can_convert(
+    db: Engine, column: str, when: str
+) -> None:
+    """created_at = '-infinity' made every claim fail: the claim subtracts it."""
+    with pytest.raises(IntegrityError, match=f"{column}_readable"):
+        insert_raw(db, "test.add", '{"a": 1}', **{column: when})
+
+
+def test_a_row_at_the_limit_of_its_attempts_counter_runs_and_stops_no_claim(db: Engine) -> None:
+    """attempts = 2147483647 made every claim fail with 'integer out of range'."""
+    top = 2**31 - 1
+    poison = insert_raw(db, "test.add", '{"a": 1}', attempts=top, max_attempts=top)
+    with Session(db) as session:
+        good = [enqueue(session, "test.add", {"a": n}, priority=-1) for n in range(3)]
+        session.commit()
+    drained = drain(db)
+    assert drained.succeeded == [poison, *good]
+    assert job(db, poison).attempts == top
+
+
+def test_a_negative_attempts_counter_is_refused(db: Engine) -> None:
+    with pytest.raises(IntegrityError, match="attempts_not_negative"):
+        insert_raw(db, "test.add", '{"a": 1}', attempts=-1)
+
+
 def test_a_payload_that_can_never_fit_fails_on_its_first_attempt(db: Engine) -> None:
     missing = insert_raw(db, "test.add", '{"b": 2}', max_attempts=10)
     wrong = insert_raw(db, "test.add", '{"a": "one"}', max_attempts=10)

@@ -285,8 +285,9 @@ picked AS (
 claimed AS (
     UPDATE jobs AS j
     SET state = 'running',
-        -- Counted at claim, so a job that kills its worker still uses up attempts.
-        attempts = j.attempts + 1,
+        -- Counted at claim, so a job that kills its worker still uses up attempts;
+        -- at most to the column's limit (a row written by hand may sit there).
+        attempts = least(j.attempts, 2147483646) + 1,
         locked_by = :worker_id,
         -- When the row was claimed, not when the statement began: one that
         -- waited on a lock must not look older than the worker's view of
@@ -397,7 +398,7 @@ RETURNING j.job_id
 # The job keeps its place in the queue (its run_at).
 RELEASE = text(f"""
 UPDATE jobs AS j
-SET state = 'queued', attempts = j.attempts - 1,
+SET state = 'queued', attempts = greatest(j.attempts - 1, 0),
     locked_by = NULL, locked_at = NULL, heartbeat_at = NULL
 FROM unnest(CAST(:job_ids AS uuid[]), CAST(:attempts AS integer[])) AS d(job_id, attempt)
 WHERE {_FENCE}
@@ -587,7 +588,7 @@ WITH retried AS (
         flow_fresh = j.flow_key IS NOT NULL,
         run_at = now(), finished_at = NULL, heartbeat_at = NULL,
         locked_by = NULL, locked_at = NULL,
-        max_attempts = greatest(j.max_attempts, j.attempts + 1)
+        max_attempts = greatest(j.max_attempts, least(j.attempts, 2147483646) + 1)
     WHERE j.job_id IN (
         SELECT job_id FROM jobs
         WHERE {condition} AND state IN ('failed', 'cancelled')
@@ -735,7 +736,7 @@ picked AS (
 ),
 claimed AS (
     UPDATE jobs AS j
-    SET state = 'running', attempts = j.attempts + 1, locked_by = :worker_id,
+    SET state = 'running', attempts = least(j.attempts, 2147483646) + 1, locked_by = :worker_id,
         locked_at = clock_timestamp(), heartbeat_at = now(), started_at = now(),
         progress = NULL, progress_message = NULL
     -- An array, not a join: the worker runs this statement with a generic plan

@@ -212,13 +212,15 @@ class Worker:
             claimed = done.claimed + self._flow(done, free - len(done.claimed))
         except exc.SQLAlchemyError as error:
             self._drop_connection()
-            if outcomes and not is_connection_fault(error):
+            if is_connection_fault(error):
+                log.warning("database unavailable (%s); retrying", describe(error))
+            elif outcomes:
                 log.error(
                     "worker %s: cycle refused (%s); saving outcomes apart", self.id, describe(error)
                 )
                 self._save_apart(outcomes)
             else:
-                log.warning("database unavailable (%s); retrying", describe(error))
+                log.error("worker %s: claim refused (%s); retrying", self.id, describe(error))
             return False
         except Exception:
             log.exception("worker %s: cycle failed; retrying", self.id)

@@ -1,0 +1,78 @@
+"""readable times: every time of a job is one its readers can convert; attempts >= 0
+
+Revision ID: 0017_readable_times
+Revises: 0016_notify_waiting
+Create Date: 2026-12-02 17:00:00
+
+A row written past enqueue (an import, a hand-made fix) with `created_at =
+'-infinity'` stopped every claim of every worker: the claim reports each
+job's age, `started_at - created_at`, and the subtraction fails for the
+whole statement. The dashboard could not read such a row either (Python's
+datetime ends at year 1 and 9999). `run_at` and `scheduled_for` were
+already held to the readable range (0005); now the job's other times are.
+A negative `attempts` is refused too (claims count up from it, releases
+down to it).
+
+Safe beside a running queue, as 0005: constraints are added NOT VALID in
+the migration's short transaction; rows that already hold such a time are
+mended (to now) under row locks and the constraints validated under SHARE
+UPDATE EXCLUSIVE, in an autocommit block. Every step can run again.
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0017_readable_times"
+down_revision: str | None = "0016_notify_waiting"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+READABLE = "'0001-01-02 00:00+00' AND '9999-12-30 00:00+00'"
+#: Column: whether it may be NULL.
+COLUMNS = {
+    "created_at": False,
+    "locked_at": True,
+    "heartbeat_at": True,
+    "started_at": True,
+    "finished_at": True,
+}
+
+
+def _check(column: str, nullable: bool) -> str:
+    readable = f"{column} BETWEEN {READABLE}"
+    return f"{column} IS NULL OR {readable}" if nullable else readable
+
+
+def upgrade() -> None:
+    for column, nullable in COLUMNS.items():
+        name = f"ck_jobs_{column}_readable"
+        op.execute(f"ALTER TABLE jobs DROP CONSTRAINT IF EXISTS {name}")
+        op.execute(
+            f"ALTER TABLE jobs ADD CONSTRAINT {name} CHECK ({_check(column, nullable)}) NOT VALID"
+        )
+    op.execute("ALTER TABLE jobs DROP CONSTRAINT IF EXISTS ck_jobs_attempts_not_negative")
+    op.execute(
+        "ALTER TABLE jobs ADD CONSTRAINT ck_jobs_attempts_not_negative CHECK (attempts >= 0)"
+        " NOT VALID"
+    )
+    with op.get_context().autocommit_block():
+        # One pass over the table; only the rows it mends are locked (usually none).
+        mended = ", ".join(
+            f"{column} = CASE WHEN NOT {column} BETWEEN {READABLE} THEN now() ELSE {column} END"
+            for column in COLUMNS
+        )
+        unreadable = " OR ".join(f"NOT {column} BETWEEN {READABLE}" for column in COLUMNS)
+        op.execute(
+            f"UPDATE jobs SET {mended}, attempts = greatest(attempts, 0)"
+            f" WHERE {unreadable} OR attempts < 0"
+        )
+        op.execute("ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_attempts_not_negative")
+        for column in COLUMNS:
+            op.execute(f"ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_{column}_readable")
+
+
+def downgrade() -> None:
+    op.execute("ALTER TABLE jobs DROP CONSTRAINT IF EXISTS ck_jobs_attempts_not_negative")
+    for column in COLUMNS:
+        op.execute(f"ALTER TABLE jobs DROP CONSTRAINT IF EXISTS ck_jobs_{column}_readable")
