@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
 import pytest
@@ -192,12 +192,74 @@ BAD: list[tuple[str, Callable[[Session], object], type[Exception], str]] = [
     ),
     ("NUL in a name", lambda s: enqueue(s, "test.add\x00", {}), UnknownJob, "no handler"),
     (
+        "NUL in a tuple",
+        lambda s: enqueue(s, "test.echo", {"data": ("a\x00",)}),
+        InvalidPayload,
+        "payload['data'][0] contains a NUL character",
+    ),
+    (
+        "a lone surrogate in a tuple",
+        lambda s: enqueue(s, "test.echo", {"data": [("\udc80",)]}),
+        InvalidPayload,
+        "payload['data'][0][0] contains a lone surrogate",
+    ),
+    (
+        "tuples nested past the limit",
+        lambda s: enqueue(s, "test.echo", {"data": _tuples(150)}),
+        InvalidPayload,
+        "is nested deeper than 100 levels",
+    ),
+    (
+        "tuples nested past the stack",
+        lambda s: enqueue(s, "test.echo", {"data": _tuples(990)}),
+        InvalidPayload,
+        "is nested deeper than 100 levels",
+    ),
+    (
+        "run_at before year 1 in UTC",
+        lambda s: enqueue(
+            s, "test.add", {"a": 1}, run_at=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
+        ),
+        ValueError,
+        "run_at must be between",
+    ),
+    (
+        "run_at after year 9999 in UTC",
+        lambda s: enqueue(
+            s,
+            "test.add",
+            {"a": 1},
+            run_at=datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14))),
+        ),
+        ValueError,
+        "run_at must be between",
+    ),
+    (
+        "a delay too large for a float",
+        lambda s: enqueue(s, "test.add", {"a": 1}, delay=2**1100),
+        ValueError,
+        "delay must be at most",
+    ),
+    (
+        "a 1 MB cron_name",
+        lambda s: enqueue(s, "test.add", {"a": 1}, cron_name="x" * (1 << 20)),
+        ValueError,
+        "cron_name must be at most",
+    ),
+    (
         "pause a queue with a comma",
         lambda s: pause_queue(s, "a,b"),
         ValueError,
         "queue must be 1-64",
     ),
 ]
+
+
+def _tuples(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = (value,)
+    return value
 
 
 def _nest(levels: int) -> Any:

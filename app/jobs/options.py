@@ -38,6 +38,8 @@ EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 MAX_UNIQUE_KEY_BYTES = 1024
 MAX_CONTEXT_CHARS = 10_000
+#: A schedule's name (`app.cron.schedules` allows 200 characters) keys an index.
+MAX_CRON_NAME_CHARS = 200
 
 
 def queue_name(value: object, what: str = "queue") -> str:
@@ -75,7 +77,10 @@ def delay_seconds(delay: object) -> float:
     if isinstance(delay, timedelta):
         seconds = delay.total_seconds()
     elif isinstance(delay, int | float) and not isinstance(delay, bool):
-        seconds = float(delay)
+        try:
+            seconds = float(delay)
+        except OverflowError:  # an int past a float's range: past MAX_DELAY too
+            seconds = math.inf
     else:
         raise ValueError(f"delay must be seconds or a timedelta, got {short(delay)}")
     if math.isnan(seconds):
@@ -96,12 +101,23 @@ def moment(value: object, what: str) -> datetime | None:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware (naive times are ambiguous)")
     try:
-        utc = value.astimezone(UTC)
-    except OverflowError:
-        utc = EARLIEST if value.year < 2 else LATEST
-    if not EARLIEST <= utc <= LATEST:
+        inside = EARLIEST <= value.astimezone(UTC) <= LATEST
+    except OverflowError:  # before year 1 or after 9999 in UTC
+        inside = False
+    if not inside:
         raise ValueError(f"{what} must be between years 1 and 9999, got {value.isoformat()}")
     return value
+
+
+def storable(text: str) -> str:
+    """`text` as PostgreSQL can store it: NUL and lone surrogates shown escaped."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def text(value: object, what: str, *, max_bytes: int | None = None, max_chars: int = 0) -> str:

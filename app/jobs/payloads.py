@@ -46,11 +46,20 @@ def _encode(value: object) -> str:
 
 def encode(payload: dict[str, Any], *, job: str, max_depth: int, max_bytes: int) -> str:
     """Return `payload` as JSON text that PostgreSQL and every worker will accept, or raise."""
-    return to_json(payload, f"payload for job {job!r}", max_depth=max_depth, max_bytes=max_bytes)
+    return to_json(
+        payload,
+        f"payload for job {job!r}",
+        max_depth=max_depth,
+        max_bytes=max_bytes,
+        limit="JOB_PAYLOAD_MAX_BYTES",
+    )
 
 
-def to_json(value: object, where: str, *, max_depth: int, max_bytes: int) -> str:
-    """Return `value` as JSON text jsonb accepts and Python reads back, or raise `InvalidPayload`.
+def to_json(
+    value: object, where: str, *, max_depth: int, max_bytes: int, limit: str | None = None
+) -> str:
+    """Return `value` as JSON text jsonb accepts and Python reads back, or raise `InvalidPayload`
+    (naming the setting `limit`, if one sets `max_bytes`).
 
     The common case costs two C calls (dumps, encode) and a count: the
     Python walk runs only for values that are nested or broken.
@@ -65,6 +74,7 @@ def to_json(value: object, where: str, *, max_depth: int, max_bytes: int) -> str
     if text.count("[") + text.count("{") > max_depth:
         _check_depth(payload, where, max_depth)
     if "\\u0000" in text:
+        # Or a backslash before "u0000" in a string, which is fine: look.
         path = _first(payload, lambda s: "\x00" in s)
         if path is not None:
             raise InvalidPayload(f"{where}: {path} contains a NUL character (\\u0000)")
@@ -76,9 +86,10 @@ def to_json(value: object, where: str, *, max_depth: int, max_bytes: int) -> str
             f"{where}: {path or 'a string'} contains a lone surrogate (not valid Unicode)"
         ) from None
     if size > max_bytes:
+        setting = f" ({limit})" if limit else ""
         raise InvalidPayload(
-            f"{where} is {size:,} bytes of JSON; the limit is {max_bytes:,} "
-            "(JOB_PAYLOAD_MAX_BYTES): store large data elsewhere and pass its key"
+            f"{where} is {size:,} bytes of JSON; the limit is {max_bytes:,}{setting}: "
+            "store large data elsewhere and pass its key"
         )
     return text
 
@@ -113,7 +124,7 @@ def _deep_or_circular(payload: object, where: str, max_depth: int) -> str:
         if leaving:
             on_path.discard(id(value))
             continue
-        if not isinstance(value, dict | list):
+        if not isinstance(value, dict | list | tuple):
             continue
         if id(value) in on_path:
             return f"{where} is not JSON: Circular reference detected"
@@ -135,7 +146,7 @@ def _check_depth(payload: object, where: str, max_depth: int) -> None:
             children: Iterator[tuple[object, str]] = (
                 (v, f"{path}[{k!r}]") for k, v in value.items()
             )
-        elif isinstance(value, list):
+        elif isinstance(value, list | tuple):
             children = ((v, f"{path}[{i}]") for i, v in enumerate(value))
         else:
             continue
@@ -159,7 +170,7 @@ def _first(payload: object, bad: Any) -> str | None:
                 if isinstance(key, str) and bad(key):
                     return f"the key {key[:40]!r} of {path[:160]}"
                 stack.append((item, f"{path}[{key!r}]"))
-        elif isinstance(value, list):
+        elif isinstance(value, list | tuple):
             stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
     return None
 

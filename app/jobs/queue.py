@@ -161,7 +161,9 @@ def enqueue(
         **row,
         **origin(),
         "job_id": new_job_id(),
-        "cron_name": None if cron_name is None else options.text(cron_name, "cron_name"),
+        "cron_name": None
+        if cron_name is None
+        else options.text(cron_name, "cron_name", max_chars=options.MAX_CRON_NAME_CHARS),
         "scheduled_for": scheduled_for,
         # The zone the occurrence was meant in, so the handler gets it back in it.
         "scheduled_zone": getattr(scheduled_for and scheduled_for.tzinfo, "key", None),
