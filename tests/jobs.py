@@ -145,3 +145,56 @@ def flow_run(table: str, seconds: float, ctx: JobContext) -> None:
 @job("test.per_user", concurrency_key="user:{user_id}", concurrency_limit=2)
 def per_user(user_id: int) -> None:
     """Keyed by its payload: at most two of one user's jobs run at once."""
+
+
+class Unprintable(Exception):
+    """An exception whose words cannot be had: str() raises."""
+
+    def __str__(self) -> str:
+        raise ValueError("no words")
+
+
+@job("test.unprintable", max_attempts=1)
+def unprintable() -> None:
+    raise Unprintable("the reason")
+
+
+@job("test.base_exception", max_attempts=1)
+def base_exception(kind: str) -> None:
+    """What `except Exception` does not catch, raised by the handler itself."""
+    raise {"KeyboardInterrupt": KeyboardInterrupt, "GeneratorExit": GeneratorExit}[kind]("why")
+
+
+@job("test.retry_after", max_attempts=2)
+def retry_after(seconds: str) -> None:
+    """Retry(float(seconds)): 'inf' or '1e300' asks for a retry never or ages hence."""
+    raise Retry(float(seconds), "not yet")
+
+
+@job("test.discard_unprintable")
+def discard_unprintable() -> None:
+    raise Discard(Unprintable())  # type: ignore[arg-type]
+
+
+class Unlistable(dict[str, int]):
+    """A result whose encoding fails with an error of its own."""
+
+    def items(self) -> Any:
+        raise RuntimeError("cannot list")
+
+
+@job("test.unlistable_result", max_attempts=3)
+def unlistable_result(path: str) -> dict[str, int]:
+    with Path(path).open("a") as file:
+        file.write("ran\n")
+    return Unlistable(a=1)
+
+
+@job("test.returns_coroutine", max_attempts=3)
+def returns_coroutine() -> Any:
+    """A plain def handing back an un-awaited coroutine: its body would never run."""
+
+    async def later() -> None:
+        return None
+
+    return later()

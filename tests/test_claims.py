@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -10,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -367,3 +369,21 @@ def test_the_handler_gets_its_occurrence_in_the_schedules_timezone(
     [written] = path.read_text().splitlines()
     assert datetime.fromisoformat(written) == occurrence
     assert datetime.fromisoformat(written).date().isoformat() == "2026-03-01"
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "../../etc/passwd", "a" * 5000])
+def test_an_occurrence_in_a_zone_this_machine_cannot_find_comes_in_utc(
+    db: Engine, tmp_path: Path, zone: str
+) -> None:
+    path = tmp_path / "occurrences"
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (name, payload, scheduled_for, scheduled_zone)"
+                " VALUES ('test.occurrence', CAST(:payload AS jsonb), :at, :zone)"
+            ),
+            {"payload": json.dumps({"path": str(path)}), "at": "2026-03-01 00:30+00", "zone": zone},
+        )
+    assert drain(db).failed == []
+    [written] = path.read_text().splitlines()
+    assert written == "2026-03-01T00:30:00+00:00"

@@ -209,7 +209,7 @@ def _occurrence(epoch: str, zone: str | None) -> datetime:
     moment = datetime.fromtimestamp(0, UTC) + timedelta(seconds=float(Decimal(epoch)))
     try:
         return moment.astimezone(ZoneInfo(zone)) if zone else moment
-    except (ValueError, KeyError):  # a zone this machine does not know
+    except (ValueError, KeyError, OSError):  # a zone this machine does not know (or can't look up)
         return moment
 
 

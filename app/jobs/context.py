@@ -10,6 +10,10 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from app.config import Settings
+from app.jobs.options import storable
+
+#: A progress message is a line for a status page: longer ones are cut.
+MAX_PROGRESS_MESSAGE = 1_000
 
 
 @dataclass(frozen=True)
@@ -45,4 +49,10 @@ class JobContext:
         """
         if fraction is not None:
             fraction = min(1.0, max(0.0, float(fraction)))
+        if message is not None:
+            if not isinstance(message, str):
+                raise TypeError(
+                    f"a progress message must be text (str), got {type(message).__name__}"
+                )
+            message = storable(message[:MAX_PROGRESS_MESSAGE])
         self._report(fraction, message)

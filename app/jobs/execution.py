@@ -7,6 +7,7 @@ a raise, a timeout, a result that is not JSON.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 import traceback
@@ -21,6 +22,7 @@ from app.config import Settings
 from app.jobs import payloads
 from app.jobs.context import JobContext
 from app.jobs.errors import Discard, InvalidPayload, JobTimeout, Retry, UnknownJob
+from app.jobs.options import storable
 from app.jobs.redact import redact
 from app.jobs.registry import registry
 
@@ -99,15 +101,13 @@ def failure(job: Claimed, message: str, tb: str | None = None, **kw: Any) -> Out
     return Outcome(job, ok=False, message=message, traceback=tb, **kw)
 
 
-def storable(text: str) -> str:
-    """`text` as PostgreSQL can store it: NUL and lone surrogates shown escaped."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
+def said(value: object) -> str:
+    """`str(value)`, or words that say it has none: an exception (or a reason) whose
+    `__str__` raises must still leave its attempt recorded."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
+        return str(value)
+    except Exception:
+        return f"<str() failed: {type(value).__name__}>"
 
 
 def execute(
@@ -152,7 +152,7 @@ def execute(
     try:
         result = spec.func(**kwargs)
     except Retry as exc:
-        outcome = failure(job, f"retry requested: {exc.reason}", delay=exc.delay)
+        outcome = failure(job, f"retry requested: {said(exc.reason)}", delay=exc.delay)
         log.info(
             "job %s %s asked for a retry in %.1fs: %s",
             job.job_id,
@@ -162,15 +162,15 @@ def execute(
         )
         return outcome
     except Discard as exc:
-        outcome = failure(job, f"discarded: {exc.reason}", discard=True)
+        outcome = failure(job, f"discarded: {said(exc.reason)}", discard=True)
         log.warning("job %s %s %s", job.job_id, job.name, outcome.message)
         return outcome
     except JobTimeout:
         limit = spec.timeout if timeout is None else timeout
         log.error("job %s %s timed out after %ss", job.job_id, job.name, limit)
         return failure(job, f"timed out after {limit} s", traceback.format_exc())
-    except (Exception, SystemExit) as exc:
-        outcome = failure(job, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    except BaseException as exc:  # noqa: BLE001 (SystemExit, KeyboardInterrupt too: the handler's own)
+        outcome = failure(job, f"{type(exc).__name__}: {said(exc)}", traceback.format_exc())
         # Logged from the outcome, not with log.exception: the raw traceback
         # may quote a secret from the payload.
         log.error(
@@ -182,6 +182,16 @@ def execute(
             outcome.traceback,
         )
         return outcome
+    if inspect.isawaitable(result) or inspect.isgenerator(result) or inspect.isasyncgen(result):
+        kind = "a coroutine" if inspect.iscoroutine(result) else type(result).__name__
+        if inspect.iscoroutine(result) or inspect.isgenerator(result):
+            result.close()  # no "never awaited" warning: the failure says it
+        return _cannot_run(
+            job,
+            f"the handler returned {kind}, whose body never ran: handlers are plain "
+            "functions that do their work before they return",
+            discard=True,
+        )
     return Outcome(job, ok=True, result=_encode_result(job, result))
 
 
@@ -207,4 +217,13 @@ def _encode_result(job: Claimed, result: object) -> str | None:
         )
     except InvalidPayload as exc:
         log.warning("job %s %s: %s; not stored", job.job_id, job.name, exc)
+        return None
+    except Exception as exc:  # an object whose own code fails: the job still succeeded
+        log.warning(
+            "job %s %s: the result cannot be encoded (%s: %s); not stored",
+            job.job_id,
+            job.name,
+            type(exc).__name__,
+            said(exc),
+        )
         return None

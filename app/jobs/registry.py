@@ -230,6 +230,7 @@ class Registry:
         )
 
         def register(func: F) -> F:
+            _plain_function(name, func)
             existing = self._specs.get(name)
             if existing is not None and existing.func is not func:
                 qualname = f"{existing.func.__module__}.{existing.func.__qualname__}"
@@ -270,6 +271,23 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs
+
+
+def _plain_function(name: str, func: Callable[..., Any]) -> None:
+    """Refuse a handler whose call only makes an object: the worker calls each handler
+    on a thread and takes what it returns, so an `async def` (or generator) body would
+    never run while its jobs were recorded as done."""
+    for test, kind in (
+        (inspect.iscoroutinefunction, "an async def function"),
+        (inspect.isasyncgenfunction, "an async generator function"),
+        (inspect.isgeneratorfunction, "a generator function"),
+    ):
+        if test(func):
+            raise TypeError(
+                f"job {name!r}: {getattr(func, '__qualname__', func)!r} is {kind}; the worker "
+                "runs handlers on threads and never awaits or iterates them: write a plain "
+                "def (call asyncio.run() inside it for async code)"
+            )
 
 
 registry = Registry()
