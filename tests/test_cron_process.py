@@ -232,3 +232,45 @@ def test_every_cron_process_honours_a_pause_and_resumes_without_a_backlog(
     runs = occurrences(db, EVERY_SECOND)
     span = int((runs[-1] - runs[0]).total_seconds()) + 1
     assert len(runs) + skipped() == span, "every second was either enqueued once or skipped"
+
+
+def test_a_schedule_the_database_refuses_holds_up_no_other_schedule(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    """One schedule's step refused (here by a rule of the database's own, on its jobs)
+    is logged and tried again later; the schedules after it keep their time."""
+    (tmp_path / "refused_schedules.py").write_text(
+        "import schedule\n"
+        "from app.cron import Schedule, add\n"
+        "add(Schedule('refused.first', schedule.every().second, 'test.noop', missed='all'))\n"
+        "add(Schedule('refused.second', schedule.every().second, 'test.noop', missed='all'))\n"
+    )
+    env = {
+        **process_env,
+        "JOB_MODULES": "tests.jobs,refused_schedules",
+        "PYTHONPATH": str(tmp_path),
+    }
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse_first() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN IF NEW.cron_name = 'refused.first' THEN"
+                " RAISE EXCEPTION 'not this one' USING ERRCODE = 'check_violation'; END IF;"
+                " RETURN NEW; END $$;"
+                "CREATE TRIGGER refuse_first BEFORE INSERT ON jobs"
+                " FOR EACH ROW EXECUTE FUNCTION refuse_first()"
+            )
+        )
+    log = tmp_path / "cron.log"
+    cron = start("cron.py", env, log=log)
+    try:
+        wait_for(lambda: len(occurrences(db, "refused.second")) >= 3, what="the other schedule")
+        assert cron.poll() is None
+    finally:
+        assert stop(cron) == 0
+        with db.begin() as conn:
+            conn.execute(text("DROP TRIGGER refuse_first ON jobs; DROP FUNCTION refuse_first()"))
+    assert occurrences(db, "refused.first") == []
+    said = log.read_text()
+    assert "schedule refused.first: step refused (CheckViolation: not this one)" in said
+    assert "trying again in a minute" in said

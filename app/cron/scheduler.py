@@ -37,6 +37,7 @@ from app.cron import occurrences, orphans, sql
 from app.cron.firing import bound, catch_up
 from app.cron.liveness import Liveness
 from app.cron.schedules import Schedule
+from app.db import describe, is_connection_fault
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ LAG = timedelta(milliseconds=5)
 MAX_BACKOFF = 10.0
 #: Seconds between prunes of removed schedules' state.
 TIDY_EVERY = 3600.0
+#: A schedule whose step failed (not for want of the database) is tried again this late.
+RETRY_REFUSED = timedelta(minutes=1)
+#: ... and this soon when its time bound ended it.
+TIMED_OUT_RETRY = timedelta(seconds=1)
 
 
 class Scheduler:
@@ -92,8 +97,12 @@ class Scheduler:
         try:
             self._tidy()
         except exc.SQLAlchemyError as error:
-            log.warning("cron %s: %s; retrying with backoff", self.id, _failure(error))
-            return False
+            if is_connection_fault(error):
+                log.warning("cron %s: %s; retrying with backoff", self.id, _failure(error))
+                return False
+            # Tidying is housekeeping: a refusal must not hold up any schedule.
+            log.error("cron %s: tidying refused (%s); trying again in an hour", self.id, error)
+            self._tidy_at = time.monotonic() + TIDY_EVERY
         for schedule in self.schedules:
             if self.stopping.is_set():
                 break
@@ -103,13 +112,27 @@ class Scheduler:
             try:
                 self._fire(schedule)
             except exc.SQLAlchemyError as error:
-                log.warning(
-                    "schedule %s: %s; retrying with backoff", schedule.name, _failure(error)
+                if is_connection_fault(error):
+                    log.warning(
+                        "schedule %s: %s; retrying with backoff", schedule.name, _failure(error)
+                    )
+                    return False
+                # Refused for this schedule alone: the others go on. Ended by its
+                # time bound (a loaded server), it is tried again soon; refused
+                # (a row, a rule of the database's), in a minute.
+                if _timed_out(error):
+                    log.warning("schedule %s: %s; trying again", schedule.name, _failure(error))
+                    self._next[schedule.name] = self._now() + TIMED_OUT_RETRY
+                    continue
+                log.error(
+                    "schedule %s: step refused (%s); trying again in a minute",
+                    schedule.name,
+                    describe(error),
                 )
-                return False
+                self._next[schedule.name] = self._now() + RETRY_REFUSED
             except Exception:
                 log.exception("schedule %s: step failed; trying again in a minute", schedule.name)
-                self._next[schedule.name] = self._now() + timedelta(minutes=1)
+                self._next[schedule.name] = self._now() + RETRY_REFUSED
         return True
 
     def _tidy(self) -> None:
@@ -160,9 +183,17 @@ class Scheduler:
         return min(MAX_SLEEP, max(0.0, wait))
 
 
+#: What a step's time bound (`firing.STEP_TIMEOUTS`) ends it with.
+_TIME_BOUND = ("LockNotAvailable", "QueryCanceled", "IdleInTransactionSessionTimeout")
+
+
+def _timed_out(error: exc.SQLAlchemyError) -> bool:
+    return type(getattr(error, "orig", error)).__name__ in _TIME_BOUND
+
+
 def _failure(error: exc.SQLAlchemyError) -> str:
     """Say what went wrong in a step, in a few words, for the log."""
     cause = type(getattr(error, "orig", error)).__name__
-    if cause in ("LockNotAvailable", "QueryCanceled", "IdleInTransactionSessionTimeout"):
+    if cause in _TIME_BOUND:
         return f"step ended by its time bound ({cause})"
     return f"database unavailable ({cause})"
