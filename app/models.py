@@ -47,6 +47,7 @@ NAMING_CONVENTION = {
 Timestamp = DateTime(timezone=True)
 #: The range of times a job may carry (see `app.jobs.options`).
 _READABLE = "'0001-01-02 00:00+00' AND '9999-12-30 00:00+00'"
+_SCHEDULABLE = "'0001-01-02 00:00+00' AND '9000-01-01 00:00+00'"
 
 
 class Base(DeclarativeBase):
@@ -368,6 +369,19 @@ class CronState(Base):
     #: skipped (and recorded), whatever the missed-run policy.
     paused_at: Mapped[datetime | None] = mapped_column(Timestamp)
     paused_by: Mapped[str | None] = mapped_column(Text)
+
+    # Times every reader can convert, with room for the next occurrence of any
+    # schedule after them: a last run at 'infinity' failed every step of the
+    # schedule, and one in year 9999 every listing of it.
+    __table_args__ = (
+        CheckConstraint(f"last_run_at BETWEEN {_SCHEDULABLE}", name="last_run_at_readable"),
+        *(
+            CheckConstraint(
+                f"{column} IS NULL OR {column} BETWEEN {_SCHEDULABLE}", name=f"{column}_readable"
+            )
+            for column in ("removed_at", "paused_at")
+        ),
+    )
 
 
 class User(Base):

@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import schedule
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.cron import Schedule
@@ -115,6 +117,36 @@ def test_all_is_capped_at_the_newest_max_catch_up_occurrences(db: Engine) -> Non
         ("skipped", 96, "10:01", "11:36"),
         ("caught_up", 23, "11:37", "11:59"),  # 12:00 itself is on time
     ]
+
+
+def test_ages_of_missed_seconds_are_recorded_as_the_most_an_event_can_count(db: Engine) -> None:
+    """A state row from year 2 (restored, or written by hand): 63 billion seconds missed."""
+    every_second = Schedule("t.seconds", schedule.every().second, "test.noop", missed="latest")
+    step(db, every_second, at("10:00:00"))
+    with db.begin() as conn:
+        conn.execute(text("UPDATE cron_state SET last_run_at = '0002-01-01 00:00+00'"))
+    step(db, every_second, at("10:00:30"))
+    assert enqueued(db, every_second.name)[-1] == "10:00"
+    [(kind, n, _, _)] = events(db, every_second.name)
+    assert (kind, n) == ("skipped", 2**31 - 1)
+
+
+@pytest.mark.parametrize("column", ["last_run_at", "paused_at", "removed_at"])
+@pytest.mark.parametrize("when", ["infinity", "-infinity", "9999-12-29 00:00+00"])
+def test_no_schedule_state_may_hold_a_time_past_its_next_occurrence(
+    db: Engine, column: str, when: str
+) -> None:
+    """A last run at 'infinity' failed every step of its schedule, one in year 9999
+    every listing of it (the next occurrence is no time Python has)."""
+    values = {"last_run_at": "2026-11-26 10:00+00", column: when}
+    with pytest.raises(IntegrityError, match=f"{column}_readable"), db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO cron_state (name, last_run_at, paused_at, removed_at)"
+                " VALUES ('t.state', :last_run_at, :paused_at, :removed_at)"
+            ),
+            {"paused_at": None, "removed_at": None, **values},
+        )
 
 
 def test_skip_enqueues_nothing_that_was_missed(db: Engine) -> None:

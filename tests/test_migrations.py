@@ -92,8 +92,23 @@ def test_rows_with_times_no_reader_can_convert_are_mended_and_others_left_alone(
                 " ('good', '2026-01-01 00:00+00', 2, NULL, '2026-01-02 00:00+00')"
             )
         )
+        conn.execute(
+            text(
+                "INSERT INTO cron_state (name, last_run_at, paused_at) VALUES"
+                " ('bad', 'infinity', '-infinity'), ('good', '2026-01-01 00:00+00', NULL)"
+            )
+        )
     command.upgrade(config, "0017_readable_times")
     with engine.connect() as conn:
+        states = {
+            row.name: row
+            for row in conn.execute(
+                text(
+                    "SELECT name, last_run_at > now() - interval '1 hour' AS fresh,"
+                    " isfinite(paused_at) AS paused FROM cron_state"
+                )
+            )
+        }
         rows = {
             row.name: row
             for row in conn.execute(
@@ -108,3 +123,5 @@ def test_rows_with_times_no_reader_can_convert_are_mended_and_others_left_alone(
     assert rows["bad"].finished_at is None and rows["bad"].locked_at is None
     assert rows["good"].attempts == 2 and rows["good"].started is None
     assert str(rows["good"].finished_at.date()) == "2026-01-02"
+    assert (states["bad"].fresh, states["bad"].paused) == (True, True)
+    assert (states["good"].fresh, states["good"].paused) == (False, None)

@@ -11,7 +11,9 @@ whole statement. The dashboard could not read such a row either (Python's
 datetime ends at year 1 and 9999). `run_at` and `scheduled_for` were
 already held to the readable range (0005); now the job's other times are.
 A negative `attempts` is refused too (claims count up from it, releases
-down to it).
+down to it). So are `cron_state` times past reading, or too late for a
+schedule's next occurrence to be a time (a last run at 'infinity' failed
+every step of its schedule, one in year 9999 every `flask cron list`).
 
 Safe beside a running queue, as 0005: constraints are added NOT VALID in
 the migration's short transaction; rows that already hold such a time are
@@ -39,9 +41,26 @@ COLUMNS = {
 }
 
 
-def _check(column: str, nullable: bool) -> str:
-    readable = f"{column} BETWEEN {READABLE}"
-    return f"{column} IS NULL OR {readable}" if nullable else readable
+#: cron_state's times: readable, with room for the next occurrence of any schedule.
+SCHEDULABLE = "'0001-01-02 00:00+00' AND '9000-01-01 00:00+00'"
+CRON_COLUMNS = {"last_run_at": False, "removed_at": True, "paused_at": True}
+
+
+def _check(column: str, nullable: bool, readable: str = READABLE) -> str:
+    inside = f"{column} BETWEEN {readable}"
+    return f"{column} IS NULL OR {inside}" if nullable else inside
+
+
+def _mended(columns: dict[str, bool], readable: str) -> str:
+    """SET items putting now() in place of each unreadable time (NULL stays NULL)."""
+    return ", ".join(
+        f"{column} = CASE WHEN NOT {column} BETWEEN {readable} THEN now() ELSE {column} END"
+        for column in columns
+    )
+
+
+def _unreadable(columns: dict[str, bool], readable: str) -> str:
+    return " OR ".join(f"NOT {column} BETWEEN {readable}" for column in columns)
 
 
 def upgrade() -> None:
@@ -56,16 +75,28 @@ def upgrade() -> None:
         "ALTER TABLE jobs ADD CONSTRAINT ck_jobs_attempts_not_negative CHECK (attempts >= 0)"
         " NOT VALID"
     )
-    with op.get_context().autocommit_block():
-        # One pass over the table; only the rows it mends are locked (usually none).
-        mended = ", ".join(
-            f"{column} = CASE WHEN NOT {column} BETWEEN {READABLE} THEN now() ELSE {column} END"
-            for column in COLUMNS
-        )
-        unreadable = " OR ".join(f"NOT {column} BETWEEN {READABLE}" for column in COLUMNS)
+    for column, nullable in CRON_COLUMNS.items():
+        name = f"ck_cron_state_{column}_readable"
+        op.execute(f"ALTER TABLE cron_state DROP CONSTRAINT IF EXISTS {name}")
         op.execute(
-            f"UPDATE jobs SET {mended}, attempts = greatest(attempts, 0)"
-            f" WHERE {unreadable} OR attempts < 0"
+            f"ALTER TABLE cron_state ADD CONSTRAINT {name}"
+            f" CHECK ({_check(column, nullable, SCHEDULABLE)}) NOT VALID"
+        )
+    with op.get_context().autocommit_block():
+        # A schedule with an unreadable last run starts afresh from now. One
+        # UPDATE for all columns: a row is checked whole, NOT VALID or not.
+        op.execute(
+            f"UPDATE cron_state SET {_mended(CRON_COLUMNS, SCHEDULABLE)}"
+            f" WHERE {_unreadable(CRON_COLUMNS, SCHEDULABLE)}"
+        )
+        for column in CRON_COLUMNS:
+            op.execute(
+                f"ALTER TABLE cron_state VALIDATE CONSTRAINT ck_cron_state_{column}_readable"
+            )
+        # One pass over the table; only the rows it mends are locked (usually none).
+        op.execute(
+            f"UPDATE jobs SET {_mended(COLUMNS, READABLE)}, attempts = greatest(attempts, 0)"
+            f" WHERE {_unreadable(COLUMNS, READABLE)} OR attempts < 0"
         )
         op.execute("ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_attempts_not_negative")
         for column in COLUMNS:
@@ -73,6 +104,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for column in CRON_COLUMNS:
+        op.execute(
+            f"ALTER TABLE cron_state DROP CONSTRAINT IF EXISTS ck_cron_state_{column}_readable"
+        )
     op.execute("ALTER TABLE jobs DROP CONSTRAINT IF EXISTS ck_jobs_attempts_not_negative")
     for column in COLUMNS:
         op.execute(f"ALTER TABLE jobs DROP CONSTRAINT IF EXISTS ck_jobs_{column}_readable")

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 #: An occurrence handled within this long of its time is on time, not missed.
 ON_TIME = timedelta(seconds=60)
 OVERLAP = "the previous occurrence is still queued or running"
+#: The most occurrences one event records (its column is an int4).
+MAX_COUNT = 2**31 - 1
 
 
 def paused(by: str | None) -> str:
@@ -94,7 +96,8 @@ def _event(
     params = {
         "name": name,
         "kind": kind,
-        "occurrences": count,
+        # An int4 column: a count past it (years of an every-second schedule) says "at least".
+        "occurrences": min(count, MAX_COUNT),
         "first_occurrence": first,
         "last_occurrence": last,
         "reason": reason,

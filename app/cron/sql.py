@@ -142,7 +142,8 @@ VALUES (:name, :kind, :occurrences, :first_occurrence, :last_occurrence, :reason
 # Safe without a lock of its own: the caller holds the schedule's state row.
 EXTEND_EVENT = text("""
 UPDATE cron_events
-SET occurrences = occurrences + :occurrences, last_occurrence = :last_occurrence,
+SET occurrences = least(CAST(occurrences AS bigint) + :occurrences, 2147483647),
+    last_occurrence = :last_occurrence,
     recorded_at = now()
 WHERE event_id = (
     SELECT event_id FROM cron_events WHERE name = :name ORDER BY event_id DESC LIMIT 1
