@@ -26,8 +26,8 @@ def main() -> int:
     from app.cron.scheduler import Scheduler
     from app.db import make_engine
 
-    logs.configure("cron")
     try:
+        logs.configure("cron")
         settings = get_settings()
         schedules = load_schedules(settings.job_modules)
     except (ConfigError, ScheduleError) as error:

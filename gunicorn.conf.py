@@ -41,11 +41,17 @@ if os.environ.get("TRUSTED_PROXY_HOPS", "0").strip() in ("", "0"):
 
 
 def on_starting(server: Any) -> None:
-    """Refuse to start, in one line, without a proper SECRET_KEY (before any worker boots);
+    """Refuse to start, in one line, without a proper SECRET_KEY or with a LOG_LEVEL that
+    names no level (before any worker boots);
     say how many database connections the processes may hold together."""
-    from app.config import secret_key_problem
+    from app import logs
+    from app.config import ConfigError, secret_key_problem
 
     problem = secret_key_problem(os.environ.get("SECRET_KEY", ""))
+    try:
+        logs.level()
+    except ConfigError as error:
+        problem = problem or str(error)
     if problem:
         sys.exit(f"gunicorn: {problem}")
     pool = os.environ.get("WEB_DB_POOL", "").strip() or str(threads)

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency:
         # One figure for the whole process: the loop's slots and the handlers' pool.
         os.environ["WORKER_CONCURRENCY"] = str(args.concurrency)
-    logs.configure("worker")
     try:
+        logs.configure("worker")
         settings = get_settings()
         load_job_modules(settings.job_modules)
     except ConfigError as error:

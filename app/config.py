@@ -25,13 +25,39 @@ def normalize_database_url(url: str) -> str:
     """
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
+            return _readable_url("postgresql+psycopg://" + url[len(prefix) :])
     if url.startswith("postgresql+psycopg://"):
-        return url
+        return _readable_url(url)
     raise ConfigError(
         "DATABASE_URL must start with postgresql:// or postgresql+psycopg:// "
         f"(got {url.split(':', 1)[0]!r})"
     )
+
+
+def _readable_url(url: str) -> str:
+    """`url` if SQLAlchemy and libpq can both read it, else a `ConfigError` that says what
+    to look at (never the URL itself: it may hold a password).
+
+    A port that is not a number or an unclosed IPv6 bracket failed only at the first
+    connection, with a traceback; so did a `connect_timeout` that is no number.
+    """
+    from psycopg import ProgrammingError, conninfo
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url)
+    except Exception:
+        raise ConfigError(
+            "DATABASE_URL cannot be read as a URL: check the host, the port (a number) and"
+            " brackets around an IPv6 address, and percent-encode special characters in"
+            " the user name and password"
+        ) from None
+    try:
+        conninfo.timeout_from_conninfo(conninfo.conninfo_to_dict(url.replace("+psycopg", "", 1)))
+    except ProgrammingError as error:
+        reason = re.sub(r' in URI: ".*"$', "", str(error).strip().splitlines()[0])
+        raise ConfigError(f"DATABASE_URL cannot be used: {reason}") from None
+    return url
 
 
 #: The largest seconds or days a setting may hold: past it, waits overflow the
@@ -39,9 +65,24 @@ def normalize_database_url(url: str) -> str:
 MAX_SETTING = 1e9
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    """A positive, finite number. NaN would turn every wait on it into a busy loop,
-    and infinity (or 1e309) crash the first wait with an OverflowError."""
+#: The shortest WORKER_HEARTBEAT_INTERVAL / WORKER_POLL_INTERVAL: each is a statement
+#: per process at that pace (1e-9 was a thousand UPDATEs a second from one process).
+MIN_INTERVAL = 0.05
+#: The longest retention in days: `now() - interval` of more runs past PostgreSQL's
+#: dates (1e9 days stopped cron from firing anything).
+MAX_DAYS = 36_525.0
+
+
+def _float(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    low: float = 0.0,
+    high: float = MAX_SETTING,
+) -> float:
+    """A finite number above 0 (or from `low`) up to `high`. NaN would turn every wait on
+    it into a busy loop, and infinity (or 1e309) crash the first wait with an OverflowError."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -49,8 +90,11 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not 0 < value <= MAX_SETTING:  # also refuses NaN and infinity
-        raise ConfigError(f"{name} must be a positive number up to {MAX_SETTING:g}, got {raw!r}")
+    if low > 0:
+        if not low <= value <= high:  # also refuses NaN and infinity
+            raise ConfigError(f"{name} must be a number from {low:g} to {high:g}, got {raw!r}")
+    elif not 0 < value <= high:
+        raise ConfigError(f"{name} must be a positive number up to {high:g}, got {raw!r}")
     return value
 
 
@@ -404,20 +448,26 @@ class Settings:
             worker_concurrency=_int(
                 env, "WORKER_CONCURRENCY", cls.worker_concurrency, MAX_CONCURRENCY
             ),
-            heartbeat_interval=_float(env, "WORKER_HEARTBEAT_INTERVAL", cls.heartbeat_interval),
+            heartbeat_interval=_float(
+                env, "WORKER_HEARTBEAT_INTERVAL", cls.heartbeat_interval, low=MIN_INTERVAL
+            ),
             stale_timeout=_float(env, "WORKER_STALE_TIMEOUT", cls.stale_timeout),
             shutdown_grace=_float(env, "WORKER_SHUTDOWN_GRACE", cls.shutdown_grace),
-            poll_interval=_float(env, "WORKER_POLL_INTERVAL", cls.poll_interval),
+            poll_interval=_float(env, "WORKER_POLL_INTERVAL", cls.poll_interval, low=MIN_INTERVAL),
             worker_synchronous_commit=synchronous,
             worker_timeout_grace=_float(env, "WORKER_TIMEOUT_GRACE", cls.worker_timeout_grace),
             worker_max_abandoned=_int(
                 env, "WORKER_MAX_ABANDONED", cls.worker_max_abandoned, MAX_CONCURRENCY
             ),
-            job_retention_days=_float(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
+            job_retention_days=_float(
+                env, "JOB_RETENTION_DAYS", cls.job_retention_days, high=MAX_DAYS
+            ),
             job_retention_rows=_count(env, "JOB_RETENTION_ROWS"),
-            audit_retention_days=_float(env, "AUDIT_RETENTION_DAYS", cls.audit_retention_days),
+            audit_retention_days=_float(
+                env, "AUDIT_RETENTION_DAYS", cls.audit_retention_days, high=MAX_DAYS
+            ),
             cron_orphan_retention_days=_float(
-                env, "CRON_ORPHAN_RETENTION_DAYS", cls.cron_orphan_retention_days
+                env, "CRON_ORPHAN_RETENTION_DAYS", cls.cron_orphan_retention_days, high=MAX_DAYS
             ),
             migration_lock_timeout=_timeout(
                 env, "MIGRATION_LOCK_TIMEOUT", cls.migration_lock_timeout
@@ -434,7 +484,9 @@ class Settings:
             upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", cls.upload_max_bytes, MAX_UPLOAD_BYTES),
             reports_in_flight_max=_int(env, "REPORTS_IN_FLIGHT_MAX", cls.reports_in_flight_max),
             report_builds_per_user=_int(env, "REPORT_BUILDS_PER_USER", cls.report_builds_per_user),
-            export_retention_days=_float(env, "EXPORT_RETENTION_DAYS", cls.export_retention_days),
+            export_retention_days=_float(
+                env, "EXPORT_RETENTION_DAYS", cls.export_retention_days, high=MAX_DAYS
+            ),
             login_max_failures=_int(env, "LOGIN_MAX_FAILURES", cls.login_max_failures),
             login_window=_float(env, "LOGIN_WINDOW", cls.login_window),
             login_slowdown_max=_float(env, "LOGIN_SLOWDOWN_MAX", cls.login_slowdown_max),

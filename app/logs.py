@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app import tracing
+from app.config import ConfigError
 from app.jobs.redact import redact, scrub
 
 #: A message longer than this is cut: a log line is not a data store.
@@ -326,12 +327,14 @@ _writer: _Writer | None = None
 
 
 def configure(process: str) -> None:
-    """Log to stderr with the process name, at LOG_LEVEL (default INFO), as LOG_FORMAT says.
+    """Log to stderr with the process name, at LOG_LEVEL (default INFO), as LOG_FORMAT says;
+    a `ConfigError` (before anything changed) when LOG_LEVEL names no level.
 
     Lines are written by one thread of their own, in the order they were
     logged; `flush` writes what is still queued (at exit it runs by itself).
     """
     global _writer
+    wanted = level()
     # Nothing here prints where a call was made from, or thread and process
     # names (the process is named by `process`): skip looking them up for
     # every record (the logging HOWTO's "Optimization").
@@ -353,7 +356,21 @@ def configure(process: str) -> None:
     _writer = _Writer(lines, out)
     _writer.start()
     root.addHandler(handoff)
-    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    root.setLevel(wanted)
+
+
+#: What LOG_LEVEL may say (in any case): `logging`'s own names.
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def level() -> str:
+    """LOG_LEVEL's level (default INFO); a `ConfigError` naming the choices for any other
+    value, so a typo is one line at start rather than a traceback."""
+    raw = os.environ.get("LOG_LEVEL", "")
+    name = raw.strip().upper() or "INFO"
+    if name not in LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LEVELS)}, got {raw!r}")
+    return name
 
 
 def flush() -> None:

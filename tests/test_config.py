@@ -128,3 +128,50 @@ def test_trusted_proxy_hops_is_a_small_whole_number(raw: str) -> None:
     env = {"DATABASE_URL": "postgresql://h/db", "TRUSTED_PROXY_HOPS": raw}
     with pytest.raises(ConfigError, match="TRUSTED_PROXY_HOPS must be a whole number"):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("postgresql://u:secret@h:abc/db", "cannot be read as a URL: check the host, the port"),
+        ("postgresql://u:secret@[::1/db", "cannot be read as a URL"),
+        ("postgresql://u:secret@h/db?connect_timeout=nan", "bad value for connect_timeout"),
+        ("postgresql://u:secret@h/db?no_such_option=1", 'invalid URI query parameter: "no_such'),
+    ],
+)
+def test_a_database_url_no_driver_can_read_fails_at_start_without_its_password(
+    url: str, words: str
+) -> None:
+    with pytest.raises(ConfigError, match="^DATABASE_URL cannot be ") as refused:
+        Settings.from_env({"DATABASE_URL": url})
+    assert words in str(refused.value) and "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("WORKER_HEARTBEAT_INTERVAL", "1e-9"),
+        ("WORKER_HEARTBEAT_INTERVAL", "0.01"),
+        ("WORKER_POLL_INTERVAL", "1e-300"),
+        ("CRON_ORPHAN_RETENTION_DAYS", "1e9"),
+        ("JOB_RETENTION_DAYS", "3e6"),
+        ("AUDIT_RETENTION_DAYS", "1e6"),
+        ("EXPORT_RETENTION_DAYS", "40000"),
+    ],
+)
+def test_a_number_that_would_hammer_the_database_or_overflow_its_dates_fails_at_start(
+    name: str, raw: str
+) -> None:
+    """A heartbeat every nanosecond was 1,000 UPDATEs a second; a retention of 1e9 days
+    put now() - interval past PostgreSQL's dates, and cron fired nothing at all."""
+    with pytest.raises(
+        ConfigError, match=rf"^{name} must be a (number from|positive number up to) "
+    ):
+        Settings.from_env({"DATABASE_URL": "postgresql://h/db", name: raw})
+
+
+def test_days_of_retention_as_short_as_seconds_are_fine() -> None:
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgresql://h/db", "JOB_RETENTION_DAYS": "0.0003"}
+    )
+    assert settings.job_retention_days == 0.0003

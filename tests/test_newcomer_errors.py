@@ -84,6 +84,18 @@ def test_a_database_without_migrations_says_to_run_them(
 
 
 @pytest.mark.parametrize("pillar", ["worker", "cron"])
+@pytest.mark.parametrize("level", ["junk", "5"])
+def test_a_log_level_that_names_no_level_is_one_line(
+    pillar: str, level: str, process_env: dict[str, str]
+) -> None:
+    done = run(script(f"{pillar}.py"), {**process_env, "LOG_LEVEL": level})
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"{pillar}: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {level!r}"
+    ]
+
+
+@pytest.mark.parametrize("pillar", ["worker", "cron"])
 def test_a_job_module_that_does_not_exist_is_named(
     pillar: str, process_env: dict[str, str]
 ) -> None:
