@@ -125,3 +125,29 @@ def test_rows_with_times_no_reader_can_convert_are_mended_and_others_left_alone(
     assert str(rows["good"].finished_at.date()) == "2026-01-02"
     assert (states["bad"].fresh, states["bad"].paused) == (True, True)
     assert (states["good"].fresh, states["good"].paused) == (False, None)
+
+
+def test_addresses_stored_as_typed_take_their_ascii_form_unless_it_is_taken(
+    empty_database: tuple[str, Config],
+) -> None:
+    url, config = empty_database
+    command.upgrade(config, "0017_readable_times")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (email, password_hash) VALUES"
+                " ('ada@bücher.de', 'h'), ('bob@example.com', 'h'),"
+                " ('bob@ｅｘａｍｐｌｅ.com', 'h'), ('cy@example.org', 'h')"
+            )
+        )
+    command.upgrade(config, "0018_ascii_emails")
+    with engine.connect() as conn:
+        emails = sorted(conn.execute(text("SELECT email FROM users")).scalars())
+    engine.dispose()
+    assert emails == [
+        "ada@xn--bcher-kva.de",
+        "bob@example.com",
+        "bob@ｅｘａｍｐｌｅ.com",  # the ASCII form is taken: left for an operator
+        "cy@example.org",
+    ]

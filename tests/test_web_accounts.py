@@ -204,6 +204,30 @@ def test_signup_with_a_taken_email_mails_the_holder_and_creates_nothing(
     assert log_in(app.test_client(), "ada@example.com").status_code == 303
 
 
+def test_an_international_domain_is_kept_in_the_form_every_mail_server_takes(
+    app: Flask, db: Engine, session: Session, mailbox: Path
+) -> None:
+    """Stored as typed, x@bücher.de needed SMTPUTF8 (its welcome failed on every attempt
+    against a server without it) and made a broken To header in development."""
+    ask_to_sign_up(app.test_client(), "Ada@Bücher.de")
+    assert session.scalars(select(User.email)).one() == "ada@xn--bcher-kva.de"
+    assert len(drain(db).succeeded) == 1
+    [welcome] = messages(mailbox, "ada@xn--bcher-kva.de")
+    assert welcome["To"] == "ada@xn--bcher-kva.de"
+    confirm(app.test_client(), link(welcome, "/confirm/"))
+    assert log_in(app.test_client(), "ada@bücher.de").status_code == 303
+
+
+def test_full_width_letters_in_the_domain_are_the_same_address(
+    app: Flask, db: Engine, session: Session
+) -> None:
+    sign_up(app.test_client(), "ada@example.com")
+    ask_to_sign_up(app.test_client(), "ada@ｅｘａｍｐｌｅ.com", "another password")
+    assert count(session, User) == 1
+    names = session.scalars(select(Job.name).order_by(Job.created_at)).all()
+    assert names[-1] == "accounts.send_signup_attempt"
+
+
 def test_signing_up_again_and_again_with_a_taken_address_mails_its_holder_once(
     app: Flask, session: Session
 ) -> None:

@@ -6,6 +6,7 @@ import unicodedata
 from datetime import datetime
 from functools import lru_cache
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import ColumnElement, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -43,8 +44,19 @@ class TooManyAttempts(Exception):
 
 
 def normalize_email(email: str) -> str:
-    """One spelling per address: NFC, no surrounding space, lower case."""
-    return unicodedata.normalize("NFC", email).strip().lower()
+    """One spelling per address, in the form every mail server takes: an international
+    domain in its ASCII (IDNA) form, full-width letters folded, lower case.
+
+    Stored as typed, x@bücher.de needed SMTPUTF8 to be sent to, and a@ｅｘａｍｐｌｅ.com
+    became a second account beside a@example.com, the same mailbox. Text that is
+    no address at all (a failed sign-in's) is only NFC, stripped and lower-cased.
+    """
+    text = unicodedata.normalize("NFC", email).strip()
+    try:
+        valid = validate_email(text, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
+        return text.lower()
+    return str(valid.ascii_email or valid.normalized).lower()
 
 
 @lru_cache(maxsize=1)
