@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -66,8 +67,14 @@ def test_a_reset_token_is_masked_in_gunicorns_real_access_log(
         assert get(f"{base}/static/style.css", Referer=referer) == 200  # the page's stylesheet
         assert get(f"{base}/reset/not-a-token.forged") == 400
         wait_for(lambda: access.read_text().count("/reset/") >= 3, what="the access log")
+        # A request line gunicorn refuses is logged as a warning, the path in it.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(f"GET /reset/{token}\tHTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            raw.recv(1024)
+        error_log = tmp_path / "gunicorn.log"
+        wait_for(lambda: "Invalid request" in error_log.read_text(), what="the warning")
     finally:
         stop(server)
     logged = access.read_text() + (tmp_path / "gunicorn.log").read_text()
     assert token not in logged and "not-a-token" not in logged
-    assert logged.count("/reset/***") >= 3
+    assert logged.count("/reset/***") >= 4

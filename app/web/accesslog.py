@@ -64,8 +64,23 @@ class MaskingLogger(glogging.Logger):  # type: ignore[misc]
         atoms = super().atoms(resp, req, environ, request_time)
         return {key: _masked(value) for key, value in atoms.items()}
 
+    def critical(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().critical(_masked(msg), *map(_masked, args), **kwargs)
+
     def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
         super().error(_masked(msg), *map(_masked, args), **kwargs)
+
+    # gunicorn logs a request line it refuses as a warning ("Invalid request from
+    # ip=...: Invalid HTTP request line: 'GET /reset/TOKEN\tHTTP/1.1'"), and others
+    # at info and debug: every level is masked.
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().warning(_masked(msg), *map(_masked, args), **kwargs)
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().info(_masked(msg), *map(_masked, args), **kwargs)
+
+    def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().debug(_masked(msg), *map(_masked, args), **kwargs)
 
     def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
         super().exception(_masked(msg), *map(_masked, args), **kwargs)
