@@ -171,9 +171,21 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         ids = _ids_text(record)
-        message = _message(record).replace("\r", "\\r").replace("\n", "\n    ")
+        message = _message(record).replace("\r", "\\r")
+        if _CONTROL.search(message):  # a terminal escape, or what some tools take for a newline
+            message = _CONTROL.sub(_escaped, message)
+        message = message.replace("\n", "\n    ")
         line = f"{_time(record)} {self.process} {record.levelname} {record.name}: {message}"
         return f"{line} [{ids}]" if ids else line
+
+
+#: Control characters but tab and newline (C0, DEL, C1), and the Unicode line and
+#: paragraph separators.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 def _one_line(text: str) -> str:

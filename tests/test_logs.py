@@ -84,6 +84,17 @@ def test_a_text_line_cannot_forge_another_line() -> None:
     assert "\r" not in line and "\x00" not in line
 
 
+@pytest.mark.parametrize(
+    ("character", "shown"),
+    [("\x1b", "\\x1b"), ("\u2028", "\\u2028"), ("\x85", "\\x85"), ("\x0b", "\\x0b")],
+)
+def test_a_text_line_shows_control_characters_escaped(character: str, shown: str) -> None:
+    """A terminal escape would recolour or rewrite the operator's screen; U+2028 and
+    U+0085 end a line for some log tools."""
+    line = formatted(logs.TextFormatter("web"), record("got %s", f"a{character}[31mb"))
+    assert line.endswith(f"got a{shown}[31mb") and character not in line
+
+
 def test_bound_ids_and_extras_reach_the_line_and_secrets_do_not() -> None:
     payload = {"to": "ada@example.com", "api_token": "s3cret-value"}
     with logs.bound(payload, job_id="j-1", job_name="mail.send", attempt=2):
