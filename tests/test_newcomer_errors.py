@@ -119,6 +119,29 @@ def test_a_job_module_that_fails_inside_keeps_its_traceback(
     assert "Traceback" in done.stderr and "requests_that_are_missing" in done.stderr
 
 
+@pytest.mark.parametrize("pillar", ["worker", "cron"])
+def test_a_schedule_the_schedule_library_refuses_is_one_line(
+    pillar: str, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "midnight_schedules.py").write_text(
+        "import schedule\n"
+        "from app.cron import Schedule, add\n"
+        "add(Schedule('x.midnight', schedule.every().day.at('24:00'), 'test.noop'))\n"
+    )
+    env = {
+        **process_env,
+        "JOB_MODULES": "tests.jobs,midnight_schedules",
+        "PYTHONPATH": str(tmp_path),
+    }
+    done = run(script(f"{pillar}.py"), env)
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith(
+        f"{pillar}: JOB_MODULES module 'midnight_schedules' defines a schedule that cannot"
+        " run as written (ScheduleValueError: Invalid number of hours"
+    )
+
+
 def test_cron_names_the_schedule_whose_job_is_unknown(
     process_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
+import schedule
+
 from app.config import ConfigError
 from app.jobs import flow, options, payloads
 from app.jobs.context import JobContext
@@ -306,6 +308,13 @@ def load_job_modules(extra: Iterable[str] = ()) -> None:
     for module in extra:
         try:
             importlib.import_module(module)
+        except schedule.ScheduleError as error:
+            # every().day.at("24:00") refused as the module defines it: a definition
+            # to fix, in one line, like a schedule Pillars itself refuses.
+            raise ConfigError(
+                f"JOB_MODULES module {module!r} defines a schedule that cannot run as"
+                f" written ({type(error).__name__}: {error})"
+            ) from None
         except ModuleNotFoundError as error:
             if error.name and (module == error.name or module.startswith(f"{error.name}.")):
                 raise ConfigError(
