@@ -437,7 +437,7 @@ class Settings:
                 "DATABASE_POOL_MODE=transaction does not give: set it on the worker's "
                 "database role instead (ALTER ROLE ... SET synchronous_commit = off)"
             )
-        return cls(
+        settings = cls(
             database_url=normalize_database_url(url),
             job_modules=modules,
             database_pool_mode=pool_mode,
@@ -514,6 +514,14 @@ class Settings:
             trace_url_template=_trace_url(env),
             trace_link_after=_float(env, "TRACE_LINK_AFTER", cls.trace_link_after),
         )
+        if settings.stale_timeout < 2 * settings.heartbeat_interval:
+            # Running jobs would look lost between two heartbeats and be run twice.
+            raise ConfigError(
+                f"WORKER_STALE_TIMEOUT ({settings.stale_timeout:g} s) must be at least twice"
+                f" WORKER_HEARTBEAT_INTERVAL ({settings.heartbeat_interval:g} s): a running"
+                " job whose heartbeat is that old is taken for lost and run again"
+            )
+        return settings
 
 
 def _trace_url(env: Mapping[str, str]) -> str:

@@ -175,3 +175,15 @@ def test_days_of_retention_as_short_as_seconds_are_fine() -> None:
         {"DATABASE_URL": "postgresql://h/db", "JOB_RETENTION_DAYS": "0.0003"}
     )
     assert settings.job_retention_days == 0.0003
+
+
+def test_a_stale_timeout_within_two_heartbeats_fails_at_start() -> None:
+    """Jobs that are running would be taken for lost between two beats and run again."""
+    env = {
+        "DATABASE_URL": "postgresql://h/db",
+        "WORKER_HEARTBEAT_INTERVAL": "30",
+        "WORKER_STALE_TIMEOUT": "45",
+    }
+    with pytest.raises(ConfigError, match=r"^WORKER_STALE_TIMEOUT \(45 s\) must be at least twice"):
+        Settings.from_env(env)
+    assert Settings.from_env({**env, "WORKER_STALE_TIMEOUT": "60"}).stale_timeout == 60
