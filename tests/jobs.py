@@ -198,3 +198,13 @@ def returns_coroutine() -> Any:
         return None
 
     return later()
+
+
+@job("test.fork", max_attempts=1)
+def fork(path: str) -> str:
+    """Fork, and return in both processes: the child writes its pid first."""
+    pid = os.fork()
+    if pid == 0:
+        Path(path).write_text(str(os.getpid()))
+        return "child"
+    return "parent"

@@ -329,3 +329,34 @@ def test_the_site_jobs_load_without_flask_or_the_pdf_library() -> None:
         "sys.exit(bool({'flask', 'reportlab'} & set(sys.modules)))"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def gone(pid: int) -> bool:
+    """Whether `pid` has exited (a zombie its parent has not reaped counts)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def test_a_child_a_handler_forks_and_returns_from_exits_at_once(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Carrying on, the child was a copy of the worker with one thread: an orphan that
+    outlived the worker and ignored SIGTERM."""
+    pid_file = tmp_path / "child"
+    with Session(db) as session:
+        forked = enqueue(session, "test.fork", {"path": str(pid_file)})
+        after = enqueue(session, "test.add", {"a": 1}, priority=-1)
+        session.commit()
+    log = tmp_path / "w.log"
+    worker = start("worker.py", process_env, log=log)
+    try:
+        wait_for(lambda: job(db, after).state == "succeeded", what="the job after it")
+        child = int(pid_file.read_text())
+        wait_for(lambda: gone(child), what="the forked child to exit")
+        assert job(db, forked).state == "succeeded" and job(db, forked).result == "parent"
+    finally:
+        assert stop(worker) == 0
+    assert "the handler returned in a process it forked" in log.read_text()

@@ -15,6 +15,7 @@ import ctypes
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 import uuid
@@ -41,6 +42,25 @@ class Running:
     abandoned: bool = False
     #: Handed back before any thread started it (shutdown).
     withdrawn: bool = False
+
+
+def _leave_if_forked(job: Claimed, pid: int) -> None:
+    """End a child process (not `pid`) a handler forked that came back from the handler.
+
+    Such a child is a copy of the worker with only this thread: carrying on, it
+    would save a second outcome for the job and then wait forever for threads it
+    does not have (an orphan `worker.py` that ignores SIGTERM). A child meant to
+    work on its own execs or exits before it gets here (subprocess,
+    multiprocessing).
+    """
+    if os.getpid() == pid:
+        return
+    os.write(
+        2,
+        f"job {job.job_id} {job.name}: the handler returned in a process it forked"
+        f" (pid {os.getpid()}); that process exits\n".encode(),
+    )
+    os._exit(0)
 
 
 def _checkpoint() -> None:
@@ -71,6 +91,8 @@ class JobThreads:
         self.size = size
         self.grace = grace
         self._run, self._done = run, done
+        #: The process the threads run in: a handler's forked child is not it.
+        self._pid = os.getpid()
         # Jobs not started yet: highest priority first, then in claim order,
         # so a job claimed ahead never holds up a more urgent one claimed
         # after it. Idle threads are woken one at a time, each waking the
@@ -226,6 +248,7 @@ class JobThreads:
             try:
                 outcome = self._run(running.job)
             finally:
+                _leave_if_forked(running.job, self._pid)
                 with running.lock:
                     running.interrupted = True  # no interrupt may land after this point
             _checkpoint()
