@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
+import pytest
 import schedule
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -34,12 +36,18 @@ def hourly(missed: Policy = "all") -> Schedule:
     return Schedule("t.paused", schedule.every().hour, "test.noop", missed=missed)
 
 
-def test_a_paused_schedule_skips_every_occurrence_and_records_it_once(db: Engine) -> None:
+def test_a_paused_schedule_skips_every_occurrence_and_records_it_once(
+    db: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     every_hour = hourly()
     step(db, every_hour, at("09:30"))
     assert pause(db, every_hour)
-    for clock in ("10:00:01", "11:00:01", "12:00:01"):
-        assert step(db, every_hour, at(clock)).enqueued == []
+    with caplog.at_level(logging.WARNING, logger="app.cron.events"):
+        for clock in ("10:00:01", "11:00:01", "12:00:01"):
+            assert step(db, every_hour, at(clock)).enqueued == []
+    # One line for the event, not one per skip (every second, for a paused every-second one).
+    [line] = [record.getMessage() for record in caplog.records]
+    assert line.startswith("schedule t.paused: skipped 1 occurrence(s) from 2026-11-26T10:00")
     assert enqueued(db, every_hour.name) == []
     assert events(db, every_hour.name) == [("skipped", 3, "10:00", "12:00")]
     with db.connect() as conn:

@@ -50,8 +50,11 @@ def missed(
         last = occurrences.latest(grid, now)
         if enqueued:
             last = occurrences.latest(grid, enqueued[0] - timedelta(microseconds=1))
-        _event(session, schedule.name, "skipped", skipped, first, last, reason)
-        log.warning(
+        extended = _event(session, schedule.name, "skipped", skipped, first, last, reason)
+        # A paused every-second schedule skips every second: one line per event,
+        # not one per skip (the event itself counts them all).
+        log.log(
+            logging.DEBUG if extended else logging.WARNING,
             "schedule %s: skipped %d occurrence(s) from %s to %s: %s",
             schedule.name,
             skipped,
@@ -92,7 +95,9 @@ def _event(
     first: datetime,
     last: datetime,
     reason: str,
-) -> None:
+) -> bool:
+    """Record an event, or extend the newest one of the schedule when it is the same
+    kind for the same reason (see `_merges`); True if it extended one."""
     params = {
         "name": name,
         "kind": kind,
@@ -103,5 +108,6 @@ def _event(
         "reason": reason,
     }
     if _merges(reason) and session.execute(sql.EXTEND_EVENT, params).first() is not None:
-        return
+        return True
     session.execute(sql.RECORD_EVENT, params)
+    return False
