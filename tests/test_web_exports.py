@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import replace
 from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
@@ -14,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
 from werkzeug.test import TestResponse
 
 from app.config import Settings
@@ -148,6 +150,16 @@ def test_a_request_body_over_the_limit_is_413_with_a_page_that_says_so(
     app.config["MAX_CONTENT_LENGTH"] = 1024
     response = upload(ada, b"a\n" + b"1\n" * 1000)
     assert response.status_code == 413 and "larger than the limit" in response.text
+
+
+def test_a_small_form_with_too_many_parts_is_413_and_says_so(ada: FlaskClient) -> None:
+    """Not 'larger than the limit': the body is small, its parts are many."""
+    token = re.search(r'name="csrf_token" value="([^"]+)"', ada.get("/exports").text)
+    assert token
+    form = MultiDict([("f", "x") for _ in range(1_200)] + [("csrf_token", token.group(1))])
+    response = ada.post("/exports", data=form, content_type="multipart/form-data")
+    assert response.status_code == 413
+    assert "too many fields" in response.text and "larger than" not in response.text
 
 
 def test_exports_need_an_account(client: FlaskClient) -> None:

@@ -23,6 +23,11 @@ def _message(error: HTTPException) -> str:
     """The description given to `abort`, else our wording of the status."""
     if error.description and error.description != type(error).description:
         return error.description
+    size, most = request.content_length, request.max_content_length
+    if error.code == 413 and size is not None and most is not None and size <= most:
+        # Werkzeug's limit on a form's parts (max_form_parts), not on its size.
+        parts = request.max_form_parts or 0
+        return f"The form has too many fields or files (at most {parts:,})."
     limit = human_size(current_app.config["PILLARS_SETTINGS"].upload_max_bytes)
     return MESSAGES.get(error.code or 500, error.name).format(limit=limit)
 
