@@ -204,3 +204,48 @@ def job_row(engine: Engine, job_id: uuid.UUID | None) -> Any:
             text("SELECT state, created_at, started_at, finished_at FROM jobs WHERE job_id = :id"),
             {"id": job_id},
         ).one()
+
+
+def test_a_promotion_the_database_refuses_keeps_no_claimed_job_from_running(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The cycle's claims are committed before promotion runs: a promotion that failed
+    (here refused by a rule of the database's own) left them claimed and never run."""
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse_promotion() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN IF OLD.state = 'waiting' AND NEW.state = 'queued' THEN"
+                " RAISE EXCEPTION 'not now' USING ERRCODE = 'check_violation'; END IF;"
+                " RETURN NEW; END $$;"
+                "CREATE TRIGGER refuse_promotion BEFORE UPDATE ON jobs"
+                " FOR EACH ROW EXECUTE FUNCTION refuse_promotion()"
+            )
+        )
+    try:
+        with Session(db) as session:
+            keyed = enqueue_many(session, [JobRequest("test.per_user", {"user_id": 7})])
+            plain = enqueue_many(
+                session, [JobRequest("test.add", {"a": n}, max_attempts=1) for n in range(6)]
+            )
+            session.commit()
+        log = tmp_path / "w.log"
+        worker = start("worker.py", process_env, "--concurrency", "4", log=log)
+        try:
+            wait_for(lambda: states(db).get("succeeded") == len(plain), what="the plain jobs")
+            assert worker.poll() is None
+        finally:
+            assert stop(worker) == 0
+        with db.connect() as conn:
+            left = conn.execute(
+                text("SELECT state FROM jobs WHERE job_id = :id"), {"id": keyed[0]}
+            ).scalar_one()
+        assert left == "waiting"
+        assert "flow control refused (CheckViolation: not now); trying again in 5 s" in (
+            log.read_text()
+        )
+    finally:
+        with db.begin() as conn:
+            conn.execute(
+                text("DROP TRIGGER refuse_promotion ON jobs; DROP FUNCTION refuse_promotion()")
+            )

@@ -47,6 +47,8 @@ LINGER = 0.002
 AHEAD = 0.005
 #: ... and at most this many times the worker's concurrency.
 AHEAD_BATCHES = 8
+#: Seconds flow control (promotion, limited queues) rests after a fault.
+FLOW_REST = 5.0
 #: Exit code of a worker that stopped because abandoned job threads piled up.
 EXIT_TIRED = 3
 #: Exit code of a worker whose database connection turned out not to be a session of
@@ -116,6 +118,8 @@ class Worker:
         self._claims = threading.Lock()
         self._signals = 0
         self._exit_code = 0
+        #: Until when (monotonic) flow control rests after a fault (`_flow`).
+        self._flow_rest_until = 0.0
         #: Recent run time of a job, seconds; None until one has run.
         self._mean_run: float | None = None
         self._threads = JobThreads(
@@ -318,12 +322,35 @@ class Worker:
         """Promote fresh waiting jobs, and claim from limited queues into the free slots.
 
         Jobs let in by the promoter are claimed by the next cycle, at once.
+        Never raises: the cycle's own claims are committed by now, and a fault
+        here (a row the promoter cannot handle, a queue limit the database
+        refuses) must not keep them from their threads. After a fault, flow
+        control rests for `FLOW_REST` seconds rather than failing every cycle.
         """
-        if done.promote and claims.promote(self.engine):
-            self._wake.set()
         claimed: list[Claimed] = []
-        for queue in done.limited:
-            claimed += claims.claim_limited(self.engine, self.id, queue, free - len(claimed))
+        if time.monotonic() < self._flow_rest_until:
+            return claimed
+        try:
+            if done.promote and claims.promote(self.engine):
+                self._wake.set()
+            for queue in done.limited:
+                claimed += claims.claim_limited(self.engine, self.id, queue, free - len(claimed))
+        except exc.SQLAlchemyError as error:
+            if is_connection_fault(error):
+                log.warning("database unavailable (%s); flow control waits", describe(error))
+            else:
+                log.error(
+                    "worker %s: flow control refused (%s); trying again in %.0f s",
+                    self.id,
+                    describe(error),
+                    FLOW_REST,
+                )
+            self._flow_rest_until = time.monotonic() + FLOW_REST
+        except Exception:
+            log.exception(
+                "worker %s: flow control failed; trying again in %.0f s", self.id, FLOW_REST
+            )
+            self._flow_rest_until = time.monotonic() + FLOW_REST
         return claimed
 
     def _save_apart(self, outcomes: list[Outcome]) -> None:
