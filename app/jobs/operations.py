@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from sqlalchemy import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.jobs import audit, sql
@@ -23,9 +26,10 @@ MAX_SELECTED = 500
 
 
 def retry(session: Session, job_id: uuid.UUID, *, by: Actor | None = None) -> bool:
-    """Queue a failed or cancelled job again now; False if it is not in such a state."""
+    """Queue a failed or cancelled job again now; False if it is not in such a state, or
+    another live job holds its unique key."""
     params = {"job_id": job_id, "limit": 1}
-    done = session.connection().execute(sql.RETRY_ONE, params).first() is not None
+    done = bool(_retried(session, sql.RETRY_ONE, params))
     if done and by is not None:
         audit.record(session, by, "retry", job_ids=[job_id])
     return done
@@ -80,13 +84,14 @@ def retry_failed(
 ) -> int:
     """Queue every failed job matching the filter again; returns how many."""
     retried: list[uuid.UUID] = []
-
-    def batch(params: dict[str, object]) -> int:
-        rows = session.connection().execute(sql.RETRY_FAILED, params).all()
+    params: dict[str, object] = {"queue": queue, "name": name, "limit": BATCH}
+    while True:
+        rows = _retried(session, sql.RETRY_FAILED, params)
         retried.extend(row.job_id for row in rows)
-        return len(rows)
-
-    count = _in_batches(batch, queue, name)
+        # Judged by the jobs the batch looked at (some are held back by a key).
+        if not rows or rows[0].candidates < BATCH:
+            break
+    count = len(retried)
     if retried and by is not None:
         subject = _filter_words(queue, name)
         audit.record(session, by, "retry", job_ids=retried, subject=subject)
@@ -110,6 +115,20 @@ def delete_failed(
         detail = f"{count:,} job{'' if count == 1 else 's'} deleted"
         audit.record(session, by, "delete", subject=_filter_words(queue, name), detail=detail)
     return count
+
+
+def _retried(session: Session, statement: Any, params: dict[str, object]) -> list[Row[Any]]:
+    """Run a retry statement in a savepoint. Another session retrying a job of the same
+    unique key at the same moment makes the index refuse ours: then the batch is run
+    again, and now sees that job live (a single retry just comes back empty)."""
+    for attempt in range(2):
+        try:
+            with session.begin_nested():
+                return list(session.connection().execute(statement, params).all())
+        except IntegrityError:
+            if attempt:
+                raise
+    return []
 
 
 def _in_batches(

@@ -188,17 +188,21 @@ ACTIVE = (
 )
 
 
-def _freshen(keys: str) -> str:
+def _freshen(keys: str, leaving: str | None = None) -> str:
     """A CTE body that marks the next waiting job of each flow key in `keys` fresh.
 
     `keys` is a query returning `flow_key` for jobs that just left the
-    active set; NULL keys are ignored.
+    active set; NULL keys are ignored. `leaving` returns the `job_id`s the
+    same statement takes out of the line (a cancelled or deleted waiting
+    job): in its snapshot they are still waiting, and marking one of them
+    would leave the job behind it unmarked, waiting for good.
     """
+    skip = f"AND w.job_id NOT IN ({leaving})" if leaving else ""
     return f"""
     UPDATE jobs AS h SET flow_fresh = true
     WHERE h.job_id IN (
         SELECT (SELECT w.job_id FROM jobs w
-                WHERE w.state = 'waiting' AND w.flow_key = k.flow_key
+                WHERE w.state = 'waiting' AND w.flow_key = k.flow_key {skip}
                 ORDER BY w.priority DESC, w.job_id LIMIT 1)
         FROM (SELECT DISTINCT flow_key FROM ({keys}) AS left_active
               WHERE flow_key IS NOT NULL) AS k
@@ -574,14 +578,30 @@ WITH cancelled AS (
     WHERE job_id = :job_id AND state IN ('waiting', 'queued', 'running')
     RETURNING job_id, flow_key
 ),
-freshened AS ({_freshen("SELECT flow_key FROM cancelled")})
+freshened AS ({_freshen("SELECT flow_key FROM cancelled", "SELECT job_id FROM cancelled")})
 SELECT job_id, (SELECT count(pg_notify('pillars_jobs', '')) FROM freshened) FROM cancelled
 """)
 
 # A retried job gets one more attempt if it used them all, and wakes the
-# workers. Not while another live job holds its unique key.
+# workers. Not while another live job holds its unique key, and one job per
+# key when several are retried together (the newest). Its finished state is
+# tallied as it leaves it, so the finished-jobs counters never go down.
 _RETRY = """
-WITH retried AS (
+WITH candidates AS (
+    SELECT job_id, unique_key, queue, state FROM jobs AS c
+    WHERE {condition} AND state IN ('failed', 'cancelled')
+      AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.unique_key = c.unique_key
+                      AND o.state IN ('waiting', 'queued', 'running'))
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+),
+chosen AS (
+    SELECT job_id, queue, state FROM candidates c
+    WHERE c.unique_key IS NULL
+       OR c.job_id = (SELECT d.job_id FROM candidates d WHERE d.unique_key = c.unique_key
+                      ORDER BY d.job_id DESC LIMIT 1)
+),
+retried AS (
     UPDATE jobs AS j
     -- A job with a flow key goes back through its key's limit.
     SET state = CASE WHEN j.flow_key IS NULL THEN 'queued' ELSE 'waiting' END,
@@ -589,17 +609,17 @@ WITH retried AS (
         run_at = now(), finished_at = NULL, heartbeat_at = NULL,
         locked_by = NULL, locked_at = NULL,
         max_attempts = greatest(j.max_attempts, least(j.attempts, 2147483646) + 1)
-    WHERE j.job_id IN (
-        SELECT job_id FROM jobs
-        WHERE {condition} AND state IN ('failed', 'cancelled')
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    )
-      AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.unique_key = j.unique_key
-                      AND o.state IN ('waiting', 'queued', 'running'))
+    FROM chosen WHERE j.job_id = chosen.job_id
     RETURNING j.job_id, j.queue
+),
+tallied AS (
+    INSERT INTO job_tallies (queue, state, count)
+    SELECT queue, state, count(*) FROM chosen GROUP BY queue, state
+    ON CONFLICT (queue, state) DO UPDATE SET count = job_tallies.count + excluded.count
 )
-SELECT job_id, pg_notify('pillars_jobs', queue) FROM retried
+SELECT job_id, pg_notify('pillars_jobs', queue),
+       (SELECT count(*) FROM candidates) AS candidates
+FROM retried
 """
 RETRY_ONE = text(_RETRY.format(condition="job_id = :job_id"))
 RETRY_FAILED = text(
@@ -612,12 +632,14 @@ RETRY_FAILED = text(
 # Deleted finished jobs are tallied, so metrics counters never go down.
 _DELETE = f"""
 WITH gone AS (
+    -- Locked first: a row a worker claims (or an operator retries) meanwhile is
+    -- skipped, or judged again on its new version, never deleted as it was.
     DELETE FROM jobs WHERE job_id IN (
-        SELECT job_id FROM jobs WHERE {{condition}} LIMIT :limit
+        SELECT job_id FROM jobs WHERE {{condition}} LIMIT :limit FOR UPDATE SKIP LOCKED
     )
-    RETURNING queue, state, flow_key
+    RETURNING job_id, queue, state, flow_key
 ),
-freshened AS ({_freshen("SELECT flow_key FROM gone")}),
+freshened AS ({_freshen("SELECT flow_key FROM gone", "SELECT job_id FROM gone")}),
 tallied AS (
     INSERT INTO job_tallies (queue, state, count)
     SELECT queue, state, count(*) FROM gone WHERE {FINISHED_SQL} GROUP BY queue, state
@@ -681,14 +703,25 @@ room AS (
            - (SELECT count(*) FROM jobs j WHERE j.flow_key = k.key AND {ACTIVE}) AS room
     FROM keys k
 ),
-picked AS (
+-- The heads of each line are chosen first and locked after: a head another
+-- transaction holds (a peer promoter's, an operator's) is left for it, never
+-- overtaken by the job behind it. A job whose unique key a live job holds
+-- waits for it (two retried at once may both be waiting).
+heads AS (
     SELECT w.job_id FROM room r CROSS JOIN LATERAL (
         SELECT w.job_id FROM jobs w
         WHERE w.state = 'waiting' AND w.flow_key = r.key
         ORDER BY w.priority DESC, w.job_id
         LIMIT greatest(coalesce(r.room, 0), 0)
-        FOR UPDATE SKIP LOCKED
     ) AS w
+),
+picked AS (
+    SELECT j.job_id FROM jobs j
+    WHERE j.job_id IN (SELECT job_id FROM heads) AND j.state = 'waiting'
+      AND (j.unique_key IS NULL
+           OR NOT EXISTS (SELECT 1 FROM jobs l WHERE l.unique_key = j.unique_key
+                          AND l.state IN ('queued', 'running')))
+    FOR UPDATE SKIP LOCKED
 ),
 promoted AS (
     UPDATE jobs AS j SET state = 'queued', flow_fresh = false, run_at = greatest(j.run_at, now())
