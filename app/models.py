@@ -125,6 +125,9 @@ class Job(Base):
         CheckConstraint("jsonb_typeof(payload) = 'object'", name="payload_object"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        # A waiting job waits for its key: without one it would wait for no one
+        # (and such a row failed every promotion).
+        CheckConstraint("state <> 'waiting' OR flow_key IS NOT NULL", name="waiting_keyed"),
         # Times every reader (worker, dashboard, Python's datetime) can represent:
         # an `infinity` or a year past 9999 would fail wherever the row is read
         # (and `created_at`, in every claim: it reports the job's age).
@@ -303,6 +306,10 @@ class QueueLimit(Base):
         CheckConstraint("concurrency >= 1", name="concurrency_positive"),
         CheckConstraint("rate > 0 AND burst >= 1", name="rate_positive"),
         CheckConstraint("(rate IS NULL) = (burst IS NULL)", name="rate_with_burst"),
+        # Numbers a token bucket can use: Infinity and NaN pass `rate > 0`.
+        CheckConstraint("rate <= 1000000", name="rate_finite"),
+        CheckConstraint("tokens BETWEEN -1e9 AND 1e9", name="tokens_finite"),
+        CheckConstraint(f"refilled_at BETWEEN {_READABLE}", name="refilled_at_readable"),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -126,6 +127,14 @@ def test_bad_flow_options_are_refused_naming_them(
 ) -> None:
     with pytest.raises(ValueError, match=words):
         enqueue(session, "test.add", {"a": 1}, **options)
+
+
+def test_a_key_template_whose_format_does_not_suit_the_value_is_refused_by_name(
+    session: Session,
+) -> None:
+    """str.format raises TypeError here, which callers catching ValueError missed."""
+    with pytest.raises(ValueError, match="does not fit the payload: unsupported format string"):
+        enqueue(session, "test.echo", {"data": [1]}, concurrency_key="n:{data:,}")
 
 
 def test_an_ordering_key_runs_its_jobs_one_at_a_time_in_order_across_retries(
@@ -267,10 +276,51 @@ def test_rates_read_as_people_write_them(text_rate: str, per_second: float) -> N
     assert flow.parse_rate(text_rate) == pytest.approx(per_second)
 
 
-@pytest.mark.parametrize("bad", ["10", "ten/s", "10/d", "0/s", "-1/s", "1e9/s", "10/s; DROP"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "10",
+        "ten/s",
+        "10/d",
+        "0/s",
+        "-1/s",
+        "1e9/s",
+        "10/s; DROP",
+        "0.000001/h",
+        "0." + "0" * 320 + "1/s",
+    ],
+)
 def test_rates_that_mean_nothing_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="rate"):
         flow.parse_rate(bad)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("rate", "Infinity"), ("rate", "NaN"), ("tokens", "-Infinity"), ("tokens", "NaN")],
+)
+def test_a_queue_limit_holds_only_numbers_a_token_bucket_can_use(
+    db: Engine, column: str, value: str
+) -> None:
+    """Infinity and NaN pass `rate > 0` (a limit lifted); tokens of -Infinity failed every
+    limited claim ('integer out of range')."""
+    with db.begin() as conn:
+        conn.execute(text("INSERT INTO queue_limits (queue, rate, burst) VALUES ('lq', 1, 2)"))
+    with pytest.raises(IntegrityError, match="finite"), db.begin() as conn:
+        conn.execute(
+            text(f"UPDATE queue_limits SET {column} = CAST(:value AS double precision)"),
+            {"value": value},
+        )
+
+
+def test_a_waiting_job_must_have_a_key_to_wait_for(db: Engine) -> None:
+    """One without a key failed every promotion ('<' between None and str)."""
+    job_id = factory.job(db, "test.add", {"a": 1})
+    with pytest.raises(IntegrityError, match="waiting_keyed"), db.begin() as conn:
+        conn.execute(
+            text("UPDATE jobs SET state = 'waiting', flow_fresh = true WHERE job_id = :id"),
+            {"id": job_id},
+        )
 
 
 def test_enqueue_many_keys_each_job_like_enqueue(db: Engine) -> None:

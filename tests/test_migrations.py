@@ -94,6 +94,13 @@ def test_rows_with_times_no_reader_can_convert_are_mended_and_others_left_alone(
         )
         conn.execute(
             text(
+                "INSERT INTO jobs (name, state, flow_fresh) VALUES ('keyless', 'waiting', true);"
+                "INSERT INTO queue_limits (queue, rate, burst, tokens)"
+                " VALUES ('lq', 'Infinity', 2, '-Infinity')"
+            )
+        )
+        conn.execute(
+            text(
                 "INSERT INTO cron_state (name, last_run_at, paused_at) VALUES"
                 " ('bad', 'infinity', '-infinity'), ('good', '2026-01-01 00:00+00', NULL)"
             )
@@ -109,11 +116,12 @@ def test_rows_with_times_no_reader_can_convert_are_mended_and_others_left_alone(
                 )
             )
         }
+        limit = tuple(conn.execute(text("SELECT rate, tokens FROM queue_limits")).one())
         rows = {
             row.name: row
             for row in conn.execute(
                 text(
-                    "SELECT name, isfinite(created_at) AS created, attempts,"
+                    "SELECT name, state, isfinite(created_at) AS created, attempts,"
                     " isfinite(started_at) AS started, finished_at, locked_at FROM jobs"
                 )
             )
@@ -124,6 +132,7 @@ def test_rows_with_times_no_reader_can_convert_are_mended_and_others_left_alone(
     assert rows["good"].attempts == 2 and rows["good"].started is None
     assert str(rows["good"].finished_at.date()) == "2026-01-02"
     assert (states["bad"].fresh, states["bad"].paused) == (True, True)
+    assert (rows["keyless"].state, limit) == ("queued", (1_000_000, 0))
     assert (states["good"].fresh, states["good"].paused) == (False, None)
 
 

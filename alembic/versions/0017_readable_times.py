@@ -14,6 +14,10 @@ A negative `attempts` is refused too (claims count up from it, releases
 down to it). So are `cron_state` times past reading, or too late for a
 schedule's next occurrence to be a time (a last run at 'infinity' failed
 every step of its schedule, one in year 9999 every `flask cron list`).
+A waiting job must have a flow key (one without failed every promotion),
+and a queue limit must hold numbers a token bucket can use (a rate of
+Infinity or NaN passed `rate > 0` and lifted the limit; tokens of
+-Infinity failed every limited claim).
 
 Safe beside a running queue, as 0005: constraints are added NOT VALID in
 the migration's short transaction; rows that already hold such a time are
@@ -44,6 +48,15 @@ COLUMNS = {
 #: cron_state's times: readable, with room for the next occurrence of any schedule.
 SCHEDULABLE = "'0001-01-02 00:00+00' AND '9000-01-01 00:00+00'"
 CRON_COLUMNS = {"last_run_at": False, "removed_at": True, "paused_at": True}
+
+
+#: (table, constraint, check) beside the times: see the docstring.
+OTHER_CHECKS = [
+    ("jobs", "ck_jobs_waiting_keyed", "state <> 'waiting' OR flow_key IS NOT NULL"),
+    ("queue_limits", "ck_queue_limits_rate_finite", "rate <= 1000000"),
+    ("queue_limits", "ck_queue_limits_tokens_finite", "tokens BETWEEN -1e9 AND 1e9"),
+    ("queue_limits", "ck_queue_limits_refilled_at_readable", f"refilled_at BETWEEN {READABLE}"),
+]
 
 
 def _check(column: str, nullable: bool, readable: str = READABLE) -> str:
@@ -82,7 +95,24 @@ def upgrade() -> None:
             f"ALTER TABLE cron_state ADD CONSTRAINT {name}"
             f" CHECK ({_check(column, nullable, SCHEDULABLE)}) NOT VALID"
         )
+    for table, name, check in OTHER_CHECKS:
+        op.execute(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}")
+        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({check}) NOT VALID")
     with op.get_context().autocommit_block():
+        # A limit stored past reason: a rate no bucket can hold, tokens that are no
+        # number, a refill time no reader can convert.
+        op.execute(
+            "UPDATE queue_limits SET rate = CASE WHEN rate > 1000000 THEN 1000000 ELSE rate END,"
+            " tokens = CASE WHEN tokens BETWEEN -1e9 AND 1e9 THEN tokens ELSE 0 END,"
+            f" refilled_at = CASE WHEN refilled_at BETWEEN {READABLE} THEN refilled_at"
+            " ELSE now() END"
+            f" WHERE rate > 1000000 OR NOT tokens BETWEEN -1e9 AND 1e9"
+            f" OR NOT refilled_at BETWEEN {READABLE}"
+        )
+        # A waiting job with no key would wait for no one: it is queued.
+        op.execute("UPDATE jobs SET state = 'queued' WHERE state = 'waiting' AND flow_key IS NULL")
+        for table, name, _ in OTHER_CHECKS:
+            op.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
         # A schedule with an unreadable last run starts afresh from now. One
         # UPDATE for all columns: a row is checked whole, NOT VALID or not.
         op.execute(
@@ -104,6 +134,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for table, name, _ in OTHER_CHECKS:
+        op.execute(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}")
     for column in CRON_COLUMNS:
         op.execute(
             f"ALTER TABLE cron_state DROP CONSTRAINT IF EXISTS ck_cron_state_{column}_readable"

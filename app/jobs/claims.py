@@ -223,7 +223,8 @@ def promote(engine: Engine) -> int:
     One transaction: take a batch of fresh jobs, lock their keys, promote.
     """
     with engine.begin() as conn:
-        keys = sorted({k for k in conn.execute(sql.TAKE_FRESH, {"limit": PROMOTE_BATCH}).scalars()})
+        taken = conn.execute(sql.TAKE_FRESH, {"limit": PROMOTE_BATCH}).scalars()
+        keys = sorted({key for key in taken if key is not None})
         if not keys:
             return 0
         conn.execute(sql.LOCK_FLOW_KEYS, {"namespace": sql.FLOW_NAMESPACE, "keys": keys})

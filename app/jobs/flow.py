@@ -37,6 +37,9 @@ from app.jobs import options, sql
 
 MAX_KEY_BYTES = 256
 MAX_LIMIT = 10_000
+#: The slowest rate a queue may have, one job a year: 320 zeros after the point
+#: was taken and stopped the queue for good after its first job.
+MIN_RATE = 1 / (365 * 86_400)
 ON_FAILURE = ("continue", "block")
 
 _TEMPLATE = string.Formatter()
@@ -97,7 +100,7 @@ def _key(source: str, payload: Mapping[str, Any], what: str) -> str:
         check_template(source, what)
         try:
             source = source.format_map(payload)
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:  # "{x:,}" with x a list: TypeError
             raise ValueError(f"{what} {source!r} does not fit the payload: {exc}") from None
     return options.text(source, what, max_bytes=MAX_KEY_BYTES)
 
@@ -123,8 +126,10 @@ def parse_rate(text: str) -> float:
     if match is None:
         raise ValueError(f"a rate reads like 10/s, 600/m or 5/h, got {options.short(text)}")
     per_second = float(match.group(1)) / _PER[match.group(2)]
-    if not 0 < per_second <= 1_000_000:
-        raise ValueError(f"a rate must be above 0 and at most 1,000,000/s, got {text}")
+    if not MIN_RATE <= per_second <= 1_000_000:
+        raise ValueError(
+            f"a rate must be at least one job a year and at most 1,000,000/s, got {text}"
+        )
     return per_second
 
 
@@ -143,8 +148,10 @@ def set_limit(
         raise ValueError("give a concurrency limit, a rate, or both (or clear the limits)")
     if concurrency is not None:
         options.whole(concurrency, "concurrency", 1, MAX_LIMIT)
-    if rate is not None and not (isinstance(rate, int | float) and 0 < rate <= 1_000_000):
-        raise ValueError(f"rate must be above 0 and at most 1,000,000 jobs/s, got {rate!r}")
+    if rate is not None and not (isinstance(rate, int | float) and MIN_RATE <= rate <= 1_000_000):
+        raise ValueError(
+            f"rate must be at least one job a year and at most 1,000,000 jobs/s, got {rate!r}"
+        )
     if burst is not None and rate is None:
         raise ValueError("a burst needs a rate")
     if rate is not None:

@@ -746,7 +746,9 @@ CLAIM_LIMITED = text(f"""
 WITH limits AS (
     SELECT concurrency, rate, burst,
            -- The token bucket, refilled for the time since it was last drawn from.
-           least(burst, tokens + rate * extract(epoch FROM now() - refilled_at)) AS tokens
+           -- (a refill time ahead of the clock, after it was set back, adds none)
+           least(burst, tokens + rate * greatest(extract(epoch FROM now() - refilled_at), 0))
+               AS tokens
     FROM queue_limits WHERE queue = :queue
 ),
 room AS (
