@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from app.jobs import JobRequest, enqueue, enqueue_many
+from app.jobs import JobRequest, enqueue, enqueue_many, operations
 from tests import factory
 from tests.processes import ROOT, catches, start, stop, wait_for
 
@@ -360,3 +360,35 @@ def test_a_child_a_handler_forks_and_returns_from_exits_at_once(
     finally:
         assert stop(worker) == 0
     assert "the handler returned in a process it forked" in log.read_text()
+
+
+def test_a_job_cancelled_while_it_runs_is_retried_only_once_that_attempt_ends(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Retried at once, the job ran a second attempt beside the first, still in its
+    handler: twice at the same time, past any limit of its key."""
+    record = tmp_path / "runs"
+    with Session(db) as session:
+        job_id = enqueue(session, "test.record", {"path": str(record), "marker": "run", "sleep": 3})
+        session.commit()
+    worker = start("worker.py", process_env, log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: job(db, job_id).state == "running", what="the job to start")
+        with Session(db) as session:
+            assert operations.cancel(session, job_id)
+            session.commit()
+        with Session(db) as session:
+            assert not operations.retry(session, job_id)  # its attempt is still running
+        wait_for(lambda: len(runs(record)) == 1, what="the cancelled attempt to end")
+
+        def retried() -> bool:
+            with Session(db) as session:
+                done = operations.retry(session, job_id)
+                session.commit()
+                return done
+
+        wait_for(retried, what="the worker to let go of the attempt")
+        wait_for(lambda: job(db, job_id).state == "succeeded", what="the second attempt")
+    finally:
+        assert stop(worker) == 0
+    assert len(runs(record)) == 2 and job(db, job_id).attempts == 2

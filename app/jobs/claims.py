@@ -285,6 +285,11 @@ def heartbeat(conn: Connection, worker_id: str, jobs: Iterable[Claimed]) -> set[
     return set(conn.execute(sql.HEARTBEAT_JOBS, params).scalars())
 
 
+def let_go(conn: Connection, worker_id: str, jobs: Iterable[Claimed]) -> None:
+    """Let go of jobs whose attempt ended here after they were cancelled (`sql.LET_GO`)."""
+    conn.execute(sql.LET_GO, {"worker_id": worker_id, **_pairs(jobs)})
+
+
 def release(conn: Connection, worker_id: str, jobs: Iterable[Claimed]) -> list[uuid.UUID]:
     """Hand unfinished jobs back to the queue (shutdown) and wake other workers."""
     released = list(conn.execute(sql.RELEASE, {"worker_id": worker_id, **_pairs(jobs)}).scalars())

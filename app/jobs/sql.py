@@ -400,6 +400,15 @@ RETURNING j.job_id
 # Shutdown: hand unfinished jobs back at once rather than waiting for rescue.
 # The attempt is refunded: the job did not fail, its worker was told to stop.
 # The job keeps its place in the queue (its run_at).
+# A cancelled job's attempt has ended here (its outcome dropped): the worker lets
+# go of it, and a retry may start it again (see _RETRY).
+LET_GO = text("""
+UPDATE jobs AS j SET locked_by = NULL, locked_at = NULL
+FROM unnest(CAST(:job_ids AS uuid[]), CAST(:attempts AS integer[])) AS d(job_id, attempt)
+WHERE j.job_id = d.job_id AND j.attempts = d.attempt
+  AND j.locked_by = :worker_id AND j.state = 'cancelled'
+""")
+
 RELEASE = text(f"""
 UPDATE jobs AS j
 SET state = 'queued', attempts = greatest(j.attempts - 1, 0),
@@ -583,7 +592,8 @@ SELECT job_id, (SELECT count(pg_notify('pillars_jobs', '')) FROM freshened) FROM
 """)
 
 # A retried job gets one more attempt if it used them all, and wakes the
-# workers. Not while another live job holds its unique key, and one job per
+# workers. Not while another live job holds its unique key (nor while its own
+# cancelled attempt still runs), and one job per
 # key when several are retried together (the newest). Its finished state is
 # tallied as it leaves it, so the finished-jobs counters never go down.
 _RETRY = """
@@ -592,6 +602,10 @@ WITH candidates AS (
     WHERE {condition} AND state IN ('failed', 'cancelled')
       AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.unique_key = c.unique_key
                       AND o.state IN ('waiting', 'queued', 'running'))
+      -- Cancelled while it ran: not until its worker has let go of the attempt
+      -- (or is gone), or two attempts would run at once.
+      AND NOT (state = 'cancelled' AND locked_by IS NOT NULL
+               AND EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = c.locked_by))
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 ),

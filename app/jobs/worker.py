@@ -234,6 +234,8 @@ class Worker:
             self._start(claimed)  # before giving the room back: see `_express_room`
         finally:
             self._settle(free)
+        if done.saved.lost:
+            self._let_go([lost.job for lost in done.saved.lost])
         for lost in done.saved.lost:
             log.warning(
                 "job %s %s: claim was lost before its outcome was saved (rescued "
@@ -245,6 +247,17 @@ class Worker:
         with self._lock:
             del self._outcomes[: len(outcomes)]
         return True
+
+    def _let_go(self, jobs: list[Claimed]) -> None:
+        """Free jobs cancelled while they ran here for a retry (`claims.let_go`); a fault
+        only delays that until this worker is gone."""
+        try:
+            with self.engine.begin() as conn:
+                claims.let_go(conn, self.id, jobs)
+        except exc.SQLAlchemyError as error:
+            log.warning(
+                "worker %s: could not let go of %d job(s) (%s)", self.id, len(jobs), describe(error)
+            )
 
     def _start(self, claimed: list[Claimed]) -> None:
         if claimed:

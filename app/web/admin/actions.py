@@ -51,8 +51,11 @@ def _to_job(job_id: uuid.UUID) -> ResponseReturnValue:
 @bp.post("/jobs/<job_id>/retry")
 def retry(job_id: str) -> ResponseReturnValue:
     """Failed or cancelled jobs only; refused while another live job holds its unique key."""
-    refused = "only failed or cancelled jobs can be retried, and only while no live job shares"
-    found, _ = _act(job_id, operations.retry, "queued again, to run now", refused + " its key")
+    refused = (
+        "only failed or cancelled jobs can be retried, and only while no live job shares its"
+        " key (nor, once cancelled, while its last attempt still runs)"
+    )
+    found, _ = _act(job_id, operations.retry, "queued again, to run now", refused)
     return _to_job(found)
 
 
