@@ -7,7 +7,7 @@ import html
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app.jobs import claims, enqueue, flow
@@ -92,3 +92,20 @@ def test_metrics_count_what_flow_control_holds_back(app: Flask, db: Engine) -> N
     text_format = app.test_client().get("/metrics").get_data(as_text=True)
     assert 'pillars_jobs_held_back{queue="default",by="key"} 2' in text_format
     assert 'pillars_jobs_held_back{queue="mail",by="queue_limit"} 2' in text_format
+
+
+def test_a_queue_action_that_changes_nothing_says_so_and_leaves_no_record(
+    admin: FlaskClient, db: Engine
+) -> None:
+    """Resuming a queue never paused said 'resumed' and was recorded; a second pause was
+    recorded though the first admin's pause stood."""
+    said = flashed(admin, post(admin, "/admin/queues/resume", {"queue": "mail"}))
+    assert "Queue 'mail' was not paused." in html.unescape(said)
+    post(admin, "/admin/queues/pause", {"queue": "mail"})
+    said = flashed(admin, post(admin, "/admin/queues/pause", {"queue": "mail"}))
+    assert "Queue 'mail' was paused already" in html.unescape(said)
+    said = flashed(admin, post(admin, "/admin/queues/unlimit", {"queue": "mail"}))
+    assert "Queue 'mail' had no limits." in html.unescape(said)
+    with db.connect() as conn:
+        actions = conn.execute(text("SELECT action FROM operator_actions")).scalars().all()
+    assert actions == ["pause"]

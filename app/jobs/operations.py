@@ -111,7 +111,7 @@ def delete_failed(
         return int(session.connection().execute(sql.DELETE_FAILED, params).scalar_one())
 
     count = _in_batches(batch, queue, name)
-    if by is not None:
+    if count and by is not None:
         detail = f"{count:,} job{'' if count == 1 else 's'} deleted"
         audit.record(session, by, "delete", subject=_filter_words(queue, name), detail=detail)
     return count

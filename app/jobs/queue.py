@@ -300,15 +300,18 @@ def _copyable(request: JobRequest) -> bool:
     return request.unique_key is None and request.run_at is None and request.delay is None
 
 
-def pause_queue(session: Session, queue: str, paused_by: str = "") -> None:
-    """Stop every worker from claiming from `queue` (running jobs finish); does not commit."""
+def pause_queue(session: Session, queue: str, paused_by: str = "") -> bool:
+    """Stop every worker from claiming from `queue` (running jobs finish); does not commit.
+    False if it was paused already (the first pause, and who made it, stand)."""
     params = {
         "queue": options.queue_name(queue),
         "paused_by": options.text(paused_by, "paused_by", max_chars=200),
     }
-    session.connection().execute(sql.PAUSE_QUEUE, params)
+    return session.connection().execute(sql.PAUSE_QUEUE, params).first() is not None
 
 
-def resume_queue(session: Session, queue: str) -> None:
-    """Let workers claim from `queue` again; they wake when the caller commits."""
-    session.connection().execute(sql.RESUME_QUEUE, {"queue": options.queue_name(queue)})
+def resume_queue(session: Session, queue: str) -> bool:
+    """Let workers claim from `queue` again; they wake when the caller commits. False if it
+    was not paused."""
+    found = session.connection().execute(sql.RESUME_QUEUE, {"queue": options.queue_name(queue)})
+    return found.first() is not None

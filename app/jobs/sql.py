@@ -570,6 +570,7 @@ SELECT job_id, name, state, last_error FROM rescued
 PAUSE_QUEUE = text("""
 INSERT INTO queue_pauses (queue, paused_by) VALUES (:queue, :paused_by)
 ON CONFLICT (queue) DO NOTHING
+RETURNING queue
 """)
 
 # Resuming wakes the workers at once instead of at their next poll.

@@ -288,9 +288,12 @@ def pause(queue: str) -> None:
     """Stop every worker from claiming from QUEUE (running jobs finish)."""
     session = get_session()
     try:
-        pause_queue(session, queue, paused_by="flask jobs pause")
+        paused = pause_queue(session, queue, paused_by="flask jobs pause")
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="QUEUE") from None
+    if not paused:
+        click.echo(f"{queue} was paused already")
+        return
     audit.record(session, audit.shell_user(), "pause", subject=f"queue {queue!r}")
     session.commit()
     click.echo(f"paused {queue}")
@@ -302,9 +305,12 @@ def resume(queue: str) -> None:
     """Let workers claim from QUEUE again."""
     session = get_session()
     try:
-        resume_queue(session, queue)
+        resumed = resume_queue(session, queue)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="QUEUE") from None
+    if not resumed:
+        click.echo(f"{queue} was not paused")
+        return
     audit.record(session, audit.shell_user(), "resume", subject=f"queue {queue!r}")
     session.commit()
     click.echo(f"resumed {queue}")

@@ -152,9 +152,12 @@ def pause() -> ResponseReturnValue:
     """Workers everywhere stop claiming from the queue; the jobs they run finish."""
     queue, session = _queue(), get_session()
     try:
-        pause_queue(session, queue, paused_by=require_user().email)
+        paused = pause_queue(session, queue, paused_by=require_user().email)
     except ValueError as exc:
         abort(400, str(exc))
+    if not paused:
+        flash(f"Queue {queue!r} was paused already: no worker claims from it.")
+        return redirect(url_for("admin.overview.index"), 303)
     audit.record(session, actor(), "pause", subject=f"queue {queue!r}")
     session.commit()
     flash(f"Queue {queue!r} paused: no worker claims from it until it is resumed.")
@@ -165,9 +168,12 @@ def pause() -> ResponseReturnValue:
 def resume() -> ResponseReturnValue:
     queue, session = _queue(), get_session()
     try:
-        resume_queue(session, queue)
+        resumed = resume_queue(session, queue)
     except ValueError as exc:
         abort(400, str(exc))
+    if not resumed:
+        flash(f"Queue {queue!r} was not paused.")
+        return redirect(url_for("admin.overview.index"), 303)
     audit.record(session, actor(), "resume", subject=f"queue {queue!r}")
     session.commit()
     flash(f"Queue {queue!r} resumed: workers claim from it again.")

@@ -56,7 +56,8 @@ def unlimit() -> ResponseReturnValue:
         found = flow.clear_limit(session, queue)
     except ValueError as exc:
         abort(400, str(exc))
-    audit.record(session, actor(), "unlimit", subject=f"queue {queue!r}")
+    if found:
+        audit.record(session, actor(), "unlimit", subject=f"queue {queue!r}")
     session.commit()
     flash(f"Queue {queue!r}: limits lifted." if found else f"Queue {queue!r} had no limits.")
     return redirect(url_for("admin.overview.index"), 303)
