@@ -208,3 +208,9 @@ def fork(path: str) -> str:
         Path(path).write_text(str(os.getpid()))
         return "child"
     return "parent"
+
+
+@job("test.terminal", max_attempts=1)
+def terminal() -> None:
+    """Fails with words that would recolour a terminal and forge a line of output."""
+    raise ValueError("bad input \x1b[2J\x1b[31mred\nstate: succeeded")

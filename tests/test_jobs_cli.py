@@ -83,6 +83,21 @@ def test_list_show_retry_cancel(runner: FlaskCliRunner, db: Engine) -> None:
     assert "is not a job id" in runner.invoke(args=["jobs", "show", "42"]).output
 
 
+def test_what_a_job_stored_cannot_rewrite_the_terminal_or_forge_a_line(
+    runner: FlaskCliRunner, db: Engine
+) -> None:
+    """An error message comes from a handler's exception, and so from whatever it was
+    given: printed raw, ESC sequences reached the operator's terminal."""
+    with Session(db) as session:
+        job_id = enqueue(session, "test.terminal")
+        session.commit()
+    drain(db)
+    shown = runner.invoke(args=["jobs", "show", str(job_id)]).output
+    assert "\x1b" not in shown and "\\x1b[2J\\x1b[31mred\\nstate: succeeded" in shown
+    assert not any(line.startswith("state: succeeded") for line in shown.splitlines())
+    assert "  Traceback (most recent call last):\n" in shown  # a traceback keeps its lines
+
+
 def test_list_pages_with_the_printed_cursor(runner: FlaskCliRunner, db: Engine) -> None:
     with Session(db) as session:
         for n in range(3):

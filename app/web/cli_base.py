@@ -7,6 +7,7 @@ running or not migrated; they get the sentence that says what to do
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import click
@@ -16,6 +17,22 @@ from sqlalchemy import exc
 
 from app import preflight
 from app.config import ConfigError
+
+#: Control characters (C0 but tab, DEL, C1) and the Unicode line separators.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def shown(value: object, *, lines: bool = False) -> str:
+    """`value` as text fit for an operator's terminal: control characters written as
+    escapes. An error message, a traceback or a name written to the database by
+    anyone may hold ESC (a sequence that rewrites the terminal) or a newline that
+    forges a line of output; `lines` keeps newlines, for a traceback printed whole."""
+    text = str(value)
+    pattern = _CONTROL_BUT_NEWLINE if lines else _CONTROL
+    if pattern.search(text):
+        text = pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return text
 
 
 class DatabaseGroup(AppGroup):

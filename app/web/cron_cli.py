@@ -10,7 +10,7 @@ from flask import current_app
 from app.cron import Schedule, ScheduleError, control, load_schedules, schedules
 from app.cron.status import Standing, orphans, run_now, standings
 from app.jobs import audit
-from app.web.cli_base import DatabaseGroup
+from app.web.cli_base import DatabaseGroup, shown
 from app.web.db import get_session
 
 cron = DatabaseGroup("cron", help="Inspect and run the schedules cron enqueues.")
@@ -35,7 +35,7 @@ def list_schedules() -> None:
     for standing in standings(get_session(), schedules.all()):
         schedule = standing.schedule
         click.echo(
-            f"{schedule.name}: {schedule.describe()} -> {schedule.job}\n"
+            f"{schedule.name}: {shown(schedule.describe())} -> {schedule.job}\n"
             f"  missed: {schedule.missed}"
             + (", skip if running" if schedule.skip_if_running else "")
             + (f"\n  paused: {_paused(standing)}" if standing.paused_at else "")
@@ -48,14 +48,15 @@ def list_schedules() -> None:
     for orphan in orphans(get_session(), schedules.all(), retention):
         forgotten = "when a cron process notices" if orphan.prune_at is None else ""
         click.echo(
-            f"{orphan.name}: removed from code (state kept: {orphan.fingerprint or '?'})\n"
+            f"{shown(orphan.name)}: removed from code"
+            f" (state kept: {shown(orphan.fingerprint or '?')})\n"
             f"  last: {_when(orphan.last_run_at)}\n"
             f"  forgotten: {_when(orphan.prune_at) if orphan.prune_at else forgotten}"
         )
 
 
 def _paused(standing: Standing) -> str:
-    by = f" by {standing.paused_by}" if standing.paused_by else ""
+    by = f" by {shown(standing.paused_by)}" if standing.paused_by else ""
     return f"since {_when(standing.paused_at)}{by}"
 
 

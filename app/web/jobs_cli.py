@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import uuid
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,7 @@ from app.jobs import InvalidPayload, UnknownJob, audit, enqueue, operations, sta
 from app.jobs.queue import pause_queue, resume_queue
 from app.jobs.redact import mask
 from app.models import JOB_STATES
-from app.web.cli_base import DatabaseGroup
+from app.web.cli_base import DatabaseGroup, shown
 from app.web.db import get_session
 
 jobs = DatabaseGroup("jobs", help="See and steer the job queue.")
@@ -154,7 +155,7 @@ def list_jobs(
         return
     for row in rows:
         click.echo(
-            f"{row.job_id} {row.state:<9} {row.queue:<10} {row.name} "
+            f"{row.job_id} {row.state:<9} {row.queue:<10} {shown(row.name)} "
             f"attempts={row.attempts}/{row.max_attempts} "
             f"created={row.created_at.isoformat(timespec='seconds')}"
         )
@@ -178,17 +179,19 @@ def show(job_id: uuid.UUID, as_json: bool) -> None:
         _echo_json({**fields, "errors": row.errors, "actions": actions})
         return
     for key, value in fields.items():
-        shown = value.isoformat() if isinstance(value, datetime) else value
-        click.echo(
-            f"{key}: {json.dumps(shown, default=str) if key in ('payload', 'result') else shown}"
-        )
+        text = value.isoformat() if isinstance(value, datetime) else value
+        if key in ("payload", "result"):
+            text = json.dumps(text, default=str)  # escapes every control character
+        click.echo(f"{key}: {shown(text)}")
     for error in row.errors:
-        click.echo(f"--- attempt {error.get('attempt')} at {error.get('at')}: {error.get('error')}")
-        if error.get("traceback"):
-            click.echo(error["traceback"].rstrip())
+        said = f"{error.get('attempt')} at {error.get('at')}: {error.get('error')}"
+        click.echo(f"--- attempt {shown(said)}")
+        if error.get("traceback"):  # indented: no line of it passes for the command's own
+            click.echo(textwrap.indent(shown(str(error["traceback"]).rstrip(), lines=True), "  "))
     for action in actions:
         what = " · ".join(filter(None, [action["action"], action["subject"], action["detail"]]))
-        click.echo(f"=== {action['at'].isoformat()} {action['actor']} ({action['via']}): {what}")
+        by = f"{action['actor']} ({action['via']})"
+        click.echo(f"=== {action['at'].isoformat()} {shown(by)}: {shown(what)}")
 
 
 @jobs.command("retry")
