@@ -308,6 +308,7 @@ class QueueLimit(Base):
         CheckConstraint("(rate IS NULL) = (burst IS NULL)", name="rate_with_burst"),
         # Numbers a token bucket can use: Infinity and NaN pass `rate > 0`.
         CheckConstraint("rate <= 1000000", name="rate_finite"),
+        CheckConstraint("burst <= 1000000", name="burst_bounded"),
         CheckConstraint("tokens BETWEEN -1e9 AND 1e9", name="tokens_finite"),
         CheckConstraint(f"refilled_at BETWEEN {_READABLE}", name="refilled_at_readable"),
     )

@@ -50,10 +50,13 @@ SCHEDULABLE = "'0001-01-02 00:00+00' AND '9000-01-01 00:00+00'"
 CRON_COLUMNS = {"last_run_at": False, "removed_at": True, "paused_at": True}
 
 
+#: What a waiting job without a flow key is cancelled with.
+KEYLESS = "waiting without a flow key (a row written by hand): cancelled by migration 0017"
 #: (table, constraint, check) beside the times: see the docstring.
 OTHER_CHECKS = [
     ("jobs", "ck_jobs_waiting_keyed", "state <> 'waiting' OR flow_key IS NOT NULL"),
     ("queue_limits", "ck_queue_limits_rate_finite", "rate <= 1000000"),
+    ("queue_limits", "ck_queue_limits_burst_bounded", "burst <= 1000000"),
     ("queue_limits", "ck_queue_limits_tokens_finite", "tokens BETWEEN -1e9 AND 1e9"),
     ("queue_limits", "ck_queue_limits_refilled_at_readable", f"refilled_at BETWEEN {READABLE}"),
 ]
@@ -77,6 +80,18 @@ def _unreadable(columns: dict[str, bool], readable: str) -> str:
 
 
 def upgrade() -> None:
+    # The small tables first: the lock on `jobs`, which every enqueue waits behind,
+    # is taken last, so one attempt holds it for one lock wait at most.
+    for column, nullable in CRON_COLUMNS.items():
+        name = f"ck_cron_state_{column}_readable"
+        op.execute(f"ALTER TABLE cron_state DROP CONSTRAINT IF EXISTS {name}")
+        op.execute(
+            f"ALTER TABLE cron_state ADD CONSTRAINT {name}"
+            f" CHECK ({_check(column, nullable, SCHEDULABLE)}) NOT VALID"
+        )
+    for table, name, check in sorted(OTHER_CHECKS, key=lambda c: c[0] == "jobs"):
+        op.execute(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}")
+        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({check}) NOT VALID")
     for column, nullable in COLUMNS.items():
         name = f"ck_jobs_{column}_readable"
         op.execute(f"ALTER TABLE jobs DROP CONSTRAINT IF EXISTS {name}")
@@ -88,46 +103,45 @@ def upgrade() -> None:
         "ALTER TABLE jobs ADD CONSTRAINT ck_jobs_attempts_not_negative CHECK (attempts >= 0)"
         " NOT VALID"
     )
-    for column, nullable in CRON_COLUMNS.items():
-        name = f"ck_cron_state_{column}_readable"
-        op.execute(f"ALTER TABLE cron_state DROP CONSTRAINT IF EXISTS {name}")
-        op.execute(
-            f"ALTER TABLE cron_state ADD CONSTRAINT {name}"
-            f" CHECK ({_check(column, nullable, SCHEDULABLE)}) NOT VALID"
-        )
-    for table, name, check in OTHER_CHECKS:
-        op.execute(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}")
-        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({check}) NOT VALID")
+    # Every mend is one UPDATE per table: a row is checked whole, against the NOT
+    # VALID constraints too, so each row must come out right in every column at once.
     with op.get_context().autocommit_block():
-        # A limit stored past reason: a rate no bucket can hold, tokens that are no
-        # number, a refill time no reader can convert.
+        # A limit stored past reason: a rate or burst no bucket can hold, tokens that
+        # are no number, a refill time no reader can convert.
         op.execute(
             "UPDATE queue_limits SET rate = CASE WHEN rate > 1000000 THEN 1000000 ELSE rate END,"
-            " tokens = CASE WHEN tokens BETWEEN -1e9 AND 1e9 THEN tokens ELSE 0 END,"
+            " burst = CASE WHEN burst > 1000000 THEN 1000000 ELSE burst END,"
+            " tokens = CASE WHEN tokens BETWEEN -1e9 AND 1e9 THEN least(tokens, 1000000)"
+            " ELSE 0 END,"
             f" refilled_at = CASE WHEN refilled_at BETWEEN {READABLE} THEN refilled_at"
             " ELSE now() END"
-            f" WHERE rate > 1000000 OR NOT tokens BETWEEN -1e9 AND 1e9"
+            " WHERE rate > 1000000 OR burst > 1000000 OR NOT tokens BETWEEN -1e9 AND 1e9"
             f" OR NOT refilled_at BETWEEN {READABLE}"
         )
-        # A waiting job with no key would wait for no one: it is queued.
-        op.execute("UPDATE jobs SET state = 'queued' WHERE state = 'waiting' AND flow_key IS NULL")
-        for table, name, _ in OTHER_CHECKS:
-            op.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
-        # A schedule with an unreadable last run starts afresh from now. One
-        # UPDATE for all columns: a row is checked whole, NOT VALID or not.
+        # A schedule with an unreadable last run starts afresh from now.
         op.execute(
             f"UPDATE cron_state SET {_mended(CRON_COLUMNS, SCHEDULABLE)}"
             f" WHERE {_unreadable(CRON_COLUMNS, SCHEDULABLE)}"
         )
+        # One pass over `jobs`; only the rows it mends are locked (usually none). A
+        # waiting job with no key would wait for no one: it is cancelled, saying so
+        # (queued, it might collide with a live job of its unique key); a retry runs it.
+        keyless = "state = 'waiting' AND flow_key IS NULL"
+        times = _mended({c: n for c, n in COLUMNS.items() if c != "finished_at"}, READABLE)
+        op.execute(
+            f"UPDATE jobs SET {times}, attempts = greatest(attempts, 0),"
+            f" state = CASE WHEN {keyless} THEN 'cancelled' ELSE state END,"
+            f" last_error = CASE WHEN {keyless} THEN '{KEYLESS}' ELSE last_error END,"
+            f" finished_at = CASE WHEN {keyless} OR NOT finished_at BETWEEN {READABLE}"
+            " THEN now() ELSE finished_at END"
+            f" WHERE {_unreadable(COLUMNS, READABLE)} OR attempts < 0 OR ({keyless})"
+        )
+        for table, name, _ in OTHER_CHECKS:
+            op.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
         for column in CRON_COLUMNS:
             op.execute(
                 f"ALTER TABLE cron_state VALIDATE CONSTRAINT ck_cron_state_{column}_readable"
             )
-        # One pass over the table; only the rows it mends are locked (usually none).
-        op.execute(
-            f"UPDATE jobs SET {_mended(COLUMNS, READABLE)}, attempts = greatest(attempts, 0)"
-            f" WHERE {_unreadable(COLUMNS, READABLE)} OR attempts < 0"
-        )
         op.execute("ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_attempts_not_negative")
         for column in COLUMNS:
             op.execute(f"ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_{column}_readable")
