@@ -10,10 +10,13 @@ lets a receiving server drop the duplicate.
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
 
 from app import tracing
 from app.config import Settings
@@ -22,6 +25,10 @@ log = logging.getLogger(__name__)
 
 #: RFC 5322's limit on a line of a message, CRLF excluded.
 MAX_LINE_BYTES = 998
+#: The time limit of a job that sends one message (its `@job(timeout=...)`): smtplib's
+#: timeout bounds each read, not the whole exchange, and a server that drips a byte
+#: every few seconds would otherwise hold the job's thread for good.
+SEND_TIMEOUT = 120
 
 
 class BadRecipient(ValueError):
@@ -29,14 +36,36 @@ class BadRecipient(ValueError):
 
 
 def single_address(to: str) -> str:
-    """Return `to` if it is one bare address, else raise `BadRecipient`.
+    """Return `to` as one bare ASCII address (an international domain in its IDNA form),
+    else raise `BadRecipient`.
 
     A comma, a semicolon, angle brackets, quotes or a line break would let a
     header hold a second recipient (or a second header): refused, not mended.
+    So is an encoded word (`=?utf-8?q?...?=`): the header would be decoded on
+    the way out, into another address than the one checked, or two. An
+    address stored before addresses were kept in their ASCII form is sent to
+    in it, so no server needs SMTPUTF8 for a domain.
     """
     if not to or to.count("@") != 1 or any(c in to for c in ',;<>"\r\n\0') or to != to.strip():
         raise BadRecipient(f"not one plain email address: {to[:100]!r}")
-    return to
+    if "=?" in to:
+        raise BadRecipient(f"an encoded word is no email address: {to[:100]!r}")
+    try:
+        valid = validate_email(to, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
+        return to  # the server decides; nothing here can turn it into two
+    return str(valid.ascii_email or to)
+
+
+#: Control characters, which would end a header line or hide in it.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def plain_header(text: str) -> str:
+    """`text` as one header line that means what it says: no control characters, and no
+    encoded word (`=?...?=`), which a mail program would decode, into line breaks and
+    headers of its own (Python before 3.11.10 even writes them out so, CVE-2024-6923)."""
+    return _CONTROL.sub(" ", text).replace("=?", "= ?")
 
 
 def compose(settings: Settings, to: str, subject: str, body: str, key: str) -> EmailMessage:
@@ -50,7 +79,7 @@ def compose(settings: Settings, to: str, subject: str, body: str, key: str) -> E
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = single_address(to)
-    message["Subject"] = subject
+    message["Subject"] = plain_header(subject)
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = f"<{key}@pillars>"
     fits = all(len(line.encode()) <= MAX_LINE_BYTES for line in body.splitlines())
@@ -76,13 +105,23 @@ def _send_smtp(settings: Settings, message: EmailMessage) -> None:
             server__address=settings.smtp_host,
             server__port=settings.smtp_port,
         ),
-        smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp,
     ):
-        if settings.smtp_starttls:
-            smtp.starttls()
-        if settings.smtp_username:
-            smtp.login(settings.smtp_username, settings.smtp_password)
-        smtp.send_message(message)
+        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30)
+        try:
+            if settings.smtp_starttls:
+                smtp.starttls()
+            if settings.smtp_username:
+                smtp.login(settings.smtp_username, settings.smtp_password)
+            smtp.send_message(message)
+        except BaseException:
+            smtp.close()
+            raise
+        # Accepted: a server that then answers QUIT badly must not make the job
+        # send the message again.
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
 
 
 def _write(folder: Path, message: EmailMessage, key: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from email import message_from_bytes
@@ -80,3 +81,48 @@ def test_every_message_has_a_date_and_keeps_long_sentences_on_one_line(
     raw = message.as_bytes()
     assert parsedate_to_datetime(message["Date"]).tzinfo is not None
     assert sentence.encode() + b"\n" in raw  # not quoted-printable, no "=" line breaks
+
+
+@pytest.fixture
+def grumpy_server() -> Iterator[tuple[list[bytes], int]]:
+    """An SMTP server that accepts every message and then answers QUIT with 500."""
+    messages: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rb") as lines:
+                conn.sendall(b"220 grumpy\r\n")
+                for line in lines:
+                    verb = line[:4].upper()
+                    if verb == b"DATA":
+                        conn.sendall(b"354 go on\r\n")
+                        body = b"".join(iter(lines.readline, b".\r\n"))
+                        messages.append(body)
+                        conn.sendall(b"250 queued\r\n")
+                    elif verb == b"QUIT":
+                        conn.sendall(b"500 no\r\n")
+                        break
+                    else:
+                        conn.sendall(b"250 ok\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield messages, port
+    listener.close()
+
+
+def test_a_message_accepted_is_sent_once_however_the_server_answers_quit(
+    settings: Settings, grumpy_server: tuple[list[bytes], int]
+) -> None:
+    """An error on QUIT made the job fail after the server had taken the message: every
+    retry sent it again."""
+    messages, port = grumpy_server
+    config = replace(settings, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
+    mail.send(config, mail.compose(config, "ada@example.com", "Hi", "Hello.", "job-9"), "job-9")
+    assert len(messages) == 1

@@ -218,6 +218,25 @@ def test_an_international_domain_is_kept_in_the_form_every_mail_server_takes(
     assert log_in(app.test_client(), "ada@bücher.de").status_code == 303
 
 
+def test_an_account_stored_before_addresses_were_kept_in_ascii_is_still_found(
+    app: Flask, db: Engine, session: Session
+) -> None:
+    """Rows keep the spelling they were stored in (code of the previous release may
+    still run beside this one): sign-in, sign-up and reset find them under either."""
+    sign_up(app.test_client(), "ada@example.com")
+    with db.begin() as conn:
+        conn.execute(text("UPDATE users SET email = 'ada@bücher.de'"))
+    assert log_in(app.test_client(), "Ada@Bücher.de").status_code == 303
+    ask_to_sign_up(app.test_client(), "ada@bücher.de", "another password")
+    assert count(session, User) == 1
+
+
+def test_an_encoded_word_is_refused_as_an_address(client: FlaskClient, session: Session) -> None:
+    """Mail programs decode =?utf-8?q?ada?=@example.com into another account's address."""
+    response = ask_to_sign_up(client, "=?utf-8?q?ada?=@example.com")
+    assert response.status_code == 400 and count(session, User) == 0
+
+
 def test_full_width_letters_in_the_domain_are_the_same_address(
     app: Flask, db: Engine, session: Session
 ) -> None:

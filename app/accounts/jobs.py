@@ -68,7 +68,7 @@ def _user(engine: Engine, user_id: int) -> User | None:
         return session.get(User, user_id)
 
 
-@job("accounts.send_welcome", queue="mail", max_attempts=5)
+@job("accounts.send_welcome", queue="mail", max_attempts=5, timeout=mail.SEND_TIMEOUT)
 def send_welcome(user_id: int, ctx: JobContext) -> None:
     """Email a new user the link that confirms their address (sent again on a sign-in
     with the right password before that); does nothing if the account is gone or
@@ -83,7 +83,7 @@ def send_welcome(user_id: int, ctx: JobContext) -> None:
     mail.send(settings, mail.compose(settings, user.email, "Welcome to Pillars", body, key), key)
 
 
-@job("accounts.send_password_reset", queue="mail", max_attempts=5)
+@job("accounts.send_password_reset", queue="mail", max_attempts=5, timeout=mail.SEND_TIMEOUT)
 def send_password_reset(user_id: int, ctx: JobContext) -> None:
     """Email a one-time link for setting a new password."""
     settings, user = ctx.settings, _user(ctx.engine, user_id)
@@ -96,7 +96,7 @@ def send_password_reset(user_id: int, ctx: JobContext) -> None:
     mail.send(settings, mail.compose(settings, user.email, subject, body, key), key)
 
 
-@job("accounts.send_signup_attempt", queue="mail", max_attempts=5)
+@job("accounts.send_signup_attempt", queue="mail", max_attempts=5, timeout=mail.SEND_TIMEOUT)
 def send_signup_attempt(user_id: int, ctx: JobContext) -> None:
     """Tell an account's holder that someone tried to sign up with their address.
 

@@ -59,6 +59,29 @@ def normalize_email(email: str) -> str:
     return str(valid.ascii_email or valid.normalized).lower()
 
 
+def _spellings(email: str) -> list[str]:
+    """The spellings an account of `email` may be stored under: `normalize_email`'s, and
+    the one addresses were stored in before (NFC, stripped, lower case), so accounts
+    made then are found without rewriting them, which code still running the old
+    spelling during a deploy would then no longer find."""
+    return list(dict.fromkeys([normalize_email(email), _old_spelling(email)]))
+
+
+def _old_spelling(email: str) -> str:
+    return unicodedata.normalize("NFC", email).strip().lower()
+
+
+def find(session: Session, email: str) -> User | None:
+    """The account of `email`, under either spelling (the current one first)."""
+    spellings = _spellings(email)
+    return session.scalar(
+        select(User)
+        .where(User.email.in_(spellings))
+        .order_by((User.email == spellings[0]).desc())
+        .limit(1)
+    )
+
+
 @lru_cache(maxsize=1)
 def _dummy_hash() -> str:
     """A hash to check against when the email is unknown, so both failures take as long."""
@@ -76,16 +99,15 @@ def sign_up(session: Session, settings: Settings, email: str, password: str) -> 
     one such email per `account_mail_rate`. The unique constraint decides a
     race; a savepoint keeps the session usable.
     """
-    email = normalize_email(email)
     password_hash = generate_password_hash(password)
-    holder = session.scalar(select(User).where(User.email == email))
+    holder = find(session, email)
     if holder is None:
-        user = User(email=email, password_hash=password_hash)
+        user = User(email=normalize_email(email), password_hash=password_hash)
         try:
             with session.begin_nested():
                 session.add(user)
         except IntegrityError:
-            holder = session.scalar(select(User).where(User.email == email))
+            holder = find(session, email)
         else:
             _mail_holder(session, settings, user, "accounts.send_welcome", "confirm-mail")
             return
@@ -135,9 +157,9 @@ def authenticate(
     `sign_in_delay`). The caller must commit in every case, or the failure is
     not counted.
     """
-    email = normalize_email(email)
+    typed, email = email, normalize_email(email)
     _guard_password_check(session, settings, email, remote_addr)
-    user = session.scalar(select(User).where(User.email == email))
+    user = find(session, typed)
     valid = check_password_hash(user.password_hash if user else _dummy_hash(), password)
     if user is not None and valid and user.confirmed_at is not None:
         session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
@@ -248,7 +270,7 @@ def request_password_reset(session: Session, settings: Settings, email: str) -> 
     account. At most one link per `account_mail_rate` per account: asking
     again sooner quietly sends nothing.
     """
-    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    user = find(session, email)
     if user is not None:
         _mail_holder(session, settings, user, "accounts.send_password_reset")
 

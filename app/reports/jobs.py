@@ -87,7 +87,7 @@ Reports are deleted after {days} days.
 """
 
 
-@job("reports.notify_ready", queue="mail", max_attempts=5)
+@job("reports.notify_ready", queue="mail", max_attempts=5, timeout=mail.SEND_TIMEOUT)
 def notify_ready(export_id: int, ctx: JobContext) -> None:
     """Email the owner that their report can be downloaded, with direct links to both files."""
     settings = ctx.settings

@@ -48,6 +48,8 @@ class EmailAddress:
             raise StopValidation(f"An email address has at most {EMAIL_MAX} characters.")
         if not self.syntax:
             return
+        if "=?" in value:  # an encoded word: mail programs decode it into another address
+            raise StopValidation("Enter an email address like name@example.com.")
         try:
             validate_email(value, check_deliverability=False, allow_smtputf8=False)
         except EmailNotValidError:

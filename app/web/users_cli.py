@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import func, select
 
+from app import accounts
 from app.jobs import audit
-from app.models import User
 from app.web.cli_base import DatabaseGroup
 from app.web.db import get_session
 
@@ -18,7 +17,7 @@ users = DatabaseGroup("users", help="Manage who may use the site's admin pages."
 def make_admin(email: str) -> None:
     """Let the user with EMAIL (who signed up already) use /admin."""
     session = get_session()
-    user = session.scalar(select(User).where(User.email == func.lower(email.strip())))
+    user = accounts.find(session, email)
     if user is None:
         raise click.ClickException(f"no user with email {email!r}: sign up first")
     user.is_admin = True
