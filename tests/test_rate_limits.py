@@ -125,6 +125,21 @@ def test_reset_links_go_out_at_most_once_per_account_in_a_while_and_the_answer_i
     assert len(resets) == 1
 
 
+def test_sign_ups_with_a_taken_address_never_hold_back_its_holders_reset_link(
+    app: Flask, db: Engine, mailbox: Path
+) -> None:
+    """Anyone can set off a 'someone tried to sign up' notice; sharing the reset link's
+    budget, one every five minutes kept the holder from ever getting a link."""
+    sign_up(app.test_client(), "ada@example.com")
+    drain(db)
+    ask_to_sign_up(app.test_client(), "ada@example.com", "an attacker's password")
+    submit(app.test_client(), "/forgot", {"email": "ada@example.com"})
+    drain(db)
+    subjects = [m["Subject"] for m in messages(mailbox, "ada@example.com")]
+    assert "Someone tried to sign up with your address" in subjects
+    assert any("Reset" in subject for subject in subjects)
+
+
 def test_a_reset_link_can_be_asked_for_again_once_the_last_one_expired_from_the_rate(
     app: Flask, session: Session
 ) -> None:

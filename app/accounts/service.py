@@ -114,7 +114,7 @@ def sign_up(session: Session, settings: Settings, email: str, password: str) -> 
     if holder is not None:
         # Never a confirmation link here: it would confirm whatever password this
         # sign-up chose, for whoever chose it. The holder can reset it instead.
-        _mail_holder(session, settings, holder, "accounts.send_signup_attempt")
+        _mail_holder(session, settings, holder, "accounts.send_signup_attempt", "attempt-mail")
 
 
 def confirm_address(session: Session, user: User) -> None:
@@ -132,8 +132,10 @@ def _mail_holder(
     session: Session, settings: Settings, user: User, job: str, kind: str = "account-mail"
 ) -> None:
     """Queue `job` for `user` unless they were sent one of this `kind` within
-    `account_mail_rate`. Confirmation links count apart from the rest, so a new
-    account's welcome does not hold back a reset link asked for right after."""
+    `account_mail_rate`. Confirmation links, reset links and "someone tried to sign
+    up" notices each count apart: a new account's welcome does not hold back a
+    reset link asked for right after, and notices anyone can set off by signing
+    up with the address never hold back the holder's reset link."""
     try:
         ratelimit.hit(session, [(f"{kind}:{user.id}", settings.account_mail_rate)])
     except ratelimit.RateLimited:
