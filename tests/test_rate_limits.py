@@ -100,6 +100,22 @@ def test_sign_ups_from_one_address_are_limited(strict: Flask, session: Session) 
     assert ask_to_sign_up(other, "one-more@example.com").status_code == 303
 
 
+def test_sign_ups_from_one_ipv6_network_are_limited_whatever_the_address(
+    strict: Flask, session: Session
+) -> None:
+    """Anyone on IPv6 picks any address of their /64: counted per address, sign-ups
+    mailed arbitrary people at any rate."""
+    for n in range(3):
+        client = from_address(strict.test_client(), f"2001:db8:1:2::{n + 1}")
+        assert ask_to_sign_up(client, f"user{n}@example.com").status_code == 303
+    client = from_address(strict.test_client(), "2001:db8:1:2:ffff::9")
+    assert_429(
+        ask_to_sign_up(client, "one-more@example.com"), "accounts were made from your network"
+    )
+    other = from_address(strict.test_client(), "2001:db8:1:3::1")
+    assert ask_to_sign_up(other, "one-more@example.com").status_code == 303
+
+
 def test_forgot_from_one_address_is_limited_whatever_the_email(
     strict: Flask, session: Session
 ) -> None:

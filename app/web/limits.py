@@ -5,6 +5,7 @@ The counting itself is `app.accounts.ratelimit`, in the request's transaction.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 from flask import Flask, current_app, render_template, request
@@ -64,20 +65,35 @@ def enforce_now(limits: Sequence[tuple[str, Rate]]) -> None:
     session.commit()
 
 
+def client_network() -> str:
+    """What a per-address limit counts under: the client's address, or for IPv6 its /64.
+
+    One IPv6 customer is handed a /64 (or more) and picks any address in it:
+    counted per address, sign-ups could mail arbitrary people at any rate."""
+    address = client_address()
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6 and parsed.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return address
+
+
 def uploads(user_id: int) -> list[tuple[str, Rate]]:
     """The limits on uploading: per user and per client address."""
     return [
         (f"upload-user:{user_id}", settings().upload_rate_per_user),
-        (f"upload-addr:{client_address()}", settings().upload_rate_per_address),
+        (f"upload-addr:{client_network()}", settings().upload_rate_per_address),
     ]
 
 
 def signups() -> list[tuple[str, Rate]]:
-    return [(f"signup-addr:{client_address()}", settings().signup_rate_per_address)]
+    return [(f"signup-addr:{client_network()}", settings().signup_rate_per_address)]
 
 
 def forgot() -> list[tuple[str, Rate]]:
-    return [(f"forgot-addr:{client_address()}", settings().forgot_rate_per_address)]
+    return [(f"forgot-addr:{client_network()}", settings().forgot_rate_per_address)]
 
 
 def retry_in(seconds: int) -> str:
