@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
+from app.accounts import change_password, user_for_reset_token
 from app.config import Settings
 from app.jobs.testing import assert_enqueued, drain, enqueued_jobs
 from app.models import Job, LoginAttempt, User
@@ -455,6 +457,44 @@ def test_a_forgotten_password_is_reset_by_an_emailed_link_that_works_once(
     assert log_in(app.test_client(), "ada@example.com", "a new password").status_code == 303
     assert log_in(app.test_client(), "ada@example.com", PASSWORD).status_code == 400
     assert app.test_client().get(link).status_code == 400  # used up
+
+
+def test_a_reset_link_used_twice_at_once_works_for_one_of_them(
+    app: Flask, db: Engine, mailbox: Path, settings: Settings
+) -> None:
+    """Both uses read the user before either wrote: both were told 'password changed', and
+    the first was then signed out by the second."""
+    sign_up(app.test_client(), "ada@example.com")
+    assert submit(app.test_client(), "/forgot", {"email": "ada@example.com"}).status_code == 303
+    drain(db)
+    link = reset_link(mailbox, "ada@example.com")
+    token = link.removeprefix("/reset/")
+    second = app.test_client()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', second.get(link).text)
+    assert csrf
+    answers: list[int] = []
+    with Session(db) as first:  # the first use, between its read and its commit
+        user = user_for_reset_token(first, settings.signing_key, token, lock=True)
+        assert user is not None
+        change_password(first, user, "the first new password")
+        racing = threading.Thread(
+            target=lambda: answers.append(
+                second.post(
+                    link,
+                    data={
+                        "password": "the second one",
+                        "confirm": "the second one",
+                        "csrf_token": csrf.group(1),
+                    },
+                ).status_code
+            )
+        )
+        racing.start()
+        time.sleep(0.5)  # the second use is now waiting for the first
+        first.commit()
+    racing.join(10)
+    assert answers == [400]
+    assert log_in(app.test_client(), "ada@example.com", "the first new password").status_code == 303
 
 
 def test_reset_refuses_a_forged_link_and_mismatched_passwords(

@@ -40,16 +40,25 @@ def reset_token(secret_key: str, user: User) -> str:
 
 
 def user_for_reset_token(
-    session: Session, secret_key: str, token: str, max_age: int = RESET_MAX_AGE
+    session: Session,
+    secret_key: str,
+    token: str,
+    max_age: int = RESET_MAX_AGE,
+    *,
+    lock: bool = False,
 ) -> User | None:
-    """Return the user a valid token is for; None if forged, expired or already used."""
+    """Return the user a valid token is for; None if forged, expired or already used.
+
+    With `lock` (about to use the link), the user's row stays locked to the end of
+    the transaction: a second use racing the first waits, then finds the link used.
+    """
     try:
         data = _serializer(secret_key).loads(token, max_age=max_age)
     except BadSignature:  # also SignatureExpired, a subclass
         return None
     if not isinstance(data, dict) or not isinstance(data.get("user"), int):
         return None
-    user = session.get(User, data["user"])
+    user = session.get(User, data["user"], with_for_update=lock, populate_existing=lock)
     if user is None or fingerprint(user.password_hash) != data.get("pw"):
         return None
     return user

@@ -174,7 +174,8 @@ def forgot() -> ResponseReturnValue:
 def reset(token: str) -> ResponseReturnValue:
     """Set a new password from an emailed link; the link works once, for an hour."""
     session = get_session()
-    user = accounts.user_for_reset_token(session, _settings().signing_key, token)
+    using = request.method == "POST"  # locked: two uses at once cannot both succeed
+    user = accounts.user_for_reset_token(session, _settings().signing_key, token, lock=using)
     if user is None:
         return render_template("auth/reset_expired.html"), 400
     form = forms.ResetForm(request.form)
