@@ -20,6 +20,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from app import tracing
 from app.config import Settings
+from app.jobs.errors import Discard
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,12 @@ def compose(settings: Settings, to: str, subject: str, body: str, key: str) -> E
 
 
 def send(settings: Settings, message: EmailMessage, key: str) -> None:
-    """Deliver `message` over SMTP, or write it to `MAIL_DIR/<key>.eml` without SMTP_HOST."""
+    """Deliver `message` over SMTP, or write it to `MAIL_DIR/<key>.eml` without SMTP_HOST.
+
+    A server that refuses the recipient or the message for good (a 5xx answer)
+    ends the job at once (`Discard`): retrying would be refused the same way.
+    A refusal for now (4xx), or a server away, raises for the job's retries.
+    """
     if settings.smtp_host:
         _send_smtp(settings, message)
         log.info("mail %s sent to %s over SMTP", key, message["To"])
@@ -113,6 +119,19 @@ def _send_smtp(settings: Settings, message: EmailMessage) -> None:
             if settings.smtp_username:
                 smtp.login(settings.smtp_username, settings.smtp_password)
             smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as refused:
+            smtp.close()
+            codes = [code for code, _ in refused.recipients.values()]
+            if codes and all(500 <= code < 600 for code in codes):
+                raise Discard(
+                    f"the mail server refused the recipient for good: {refused}"
+                ) from None
+            raise
+        except smtplib.SMTPDataError as refused:
+            smtp.close()
+            if 500 <= refused.smtp_code < 600:
+                raise Discard(f"the mail server refused the message for good: {refused}") from None
+            raise
         except BaseException:
             smtp.close()
             raise
