@@ -44,6 +44,14 @@ def test_numbers_get_mean_and_spread_and_text_gets_common_values() -> None:
     assert (word.kind, word.count, word.missing, word.top) == ("text", 3, 1, [("x", 2), ("y", 1)])
 
 
+def test_codes_that_only_python_reads_as_numbers_stay_text() -> None:
+    """float() reads '2024_01' as 202401 and Arabic-Indic digits as digits."""
+    table = csvfile.parse("period,code\n2024_01,\u0661\u0662\n2024_02,\u0663\n".encode())
+    period, code = stats.summarize(table)
+    assert (period.kind, code.kind) == ("text", "text")
+    assert period.top == [("2024_01", 1), ("2024_02", 1)]
+
+
 def test_progress_is_reported_after_each_column() -> None:
     calls: list[tuple[int, int]] = []
     stats.summarize(

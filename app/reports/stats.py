@@ -76,7 +76,14 @@ class ColumnSummary:
 
 
 def number(text: str) -> float | None:
-    """`text` as a float (nan and inf included), or None when it is not a number."""
+    """`text` as a float (nan and inf included), or None when it is not a number.
+
+    As a CSV means it: Python's own spellings are not numbers there. float()
+    reads "2024_01" (a period code) as 202401 and Arabic-Indic digits as
+    digits, which would turn a column of codes into a column of figures.
+    """
+    if "_" in text or not text.isascii():
+        return None
     try:
         return float(text)
     except ValueError:
