@@ -371,8 +371,9 @@ def configure(process: str) -> None:
     root.setLevel(wanted)
 
 
-#: What LOG_LEVEL may say (in any case): `logging`'s own names.
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: What LOG_LEVEL may say (in any case): `logging`'s own names (WARN, FATAL and
+#: NOTSET included: a deployment may use them).
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "WARN", "FATAL", "NOTSET")
 
 
 def level() -> str:

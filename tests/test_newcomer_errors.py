@@ -20,7 +20,7 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import Engine, exc, text
 from sqlalchemy.engine import make_url
 
-from app import preflight
+from app import logs, preflight
 from app.config import Settings, normalize_database_url
 from app.web import create_app
 from tests.browser import free_port
@@ -83,6 +83,12 @@ def test_a_database_without_migrations_says_to_run_them(
     assert line.endswith(f"]: {UPGRADE}")
 
 
+def test_every_level_name_logging_knows_is_a_log_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("debug", "INFO", " warning ", "WARN", "error", "CRITICAL", "FATAL", "NOTSET"):
+        monkeypatch.setenv("LOG_LEVEL", name)
+        assert logs.level() == name.strip().upper()
+
+
 @pytest.mark.parametrize("pillar", ["worker", "cron"])
 @pytest.mark.parametrize("level", ["junk", "5"])
 def test_a_log_level_that_names_no_level_is_one_line(
@@ -91,7 +97,8 @@ def test_a_log_level_that_names_no_level_is_one_line(
     done = run(script(f"{pillar}.py"), {**process_env, "LOG_LEVEL": level})
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        f"{pillar}: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {level!r}"
+        f"{pillar}: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, WARN, FATAL,"
+        f" NOTSET, got {level!r}"
     ]
 
 
