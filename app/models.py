@@ -190,13 +190,16 @@ class Job(Base):
             "finished_at",
             postgresql_where=text(FINISHED_SQL),
         ),
-        # A unique key blocks duplicates only while a job is live; once it
-        # finishes the same key may be enqueued again.
+        # A unique key blocks duplicates only while a job is live (waiting for
+        # its flow key too: two waiting duplicates would be promoted into one
+        # key); once it finishes the same key may be enqueued again.
         Index(
             "uq_jobs_unique_key",
             "unique_key",
             unique=True,
-            postgresql_where=text("unique_key IS NOT NULL AND state IN ('queued', 'running')"),
+            postgresql_where=text(
+                "unique_key IS NOT NULL AND state IN ('waiting', 'queued', 'running')"
+            ),
         ),
         # The dashboard's job list: newest first by job id (UUIDv7 ids sort by
         # creation time), keyset-paginated. The primary key serves the

@@ -137,3 +137,34 @@ def test_rows_with_times_no_reader_can_convert_are_mended_and_others_left_alone(
     assert (rows["keyless"].state, rows["keyless"].created) == ("cancelled", True)
     assert rows["keyless"].finished_at is not None and limit == (1_000_000, 1_000_000, 0)
     assert (states["good"].fresh, states["good"].paused) == (False, None)
+
+
+def test_waiting_duplicates_of_a_unique_key_are_cancelled_and_the_key_then_held(
+    empty_database: tuple[str, Config],
+) -> None:
+    url, config = empty_database
+    command.upgrade(config, "0017_readable_times")
+    engine = create_engine(url)
+    flow = "flow_key, flow_kind, flow_limit"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO jobs (name, state, unique_key, {flow}) VALUES"
+                " ('a', 'waiting', 'u', 'k', 'concurrency', 2),"
+                " ('b', 'waiting', 'u', 'k', 'concurrency', 2),"
+                " ('c', 'waiting', 'v', 'k', 'concurrency', 2),"
+                " ('d', 'queued', 'w', NULL, NULL, NULL),"
+                " ('e', 'waiting', 'w', 'k', 'concurrency', 2)"
+            )
+        )
+    command.upgrade(config, "0018_unique_while_waiting")
+    with engine.connect() as conn:
+        states: dict[str, str] = dict(conn.execute(text("SELECT name, state FROM jobs")).all())
+    engine.dispose()
+    assert states == {
+        "a": "waiting",
+        "b": "cancelled",
+        "c": "waiting",
+        "d": "queued",
+        "e": "cancelled",
+    }

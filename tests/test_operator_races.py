@@ -5,6 +5,7 @@ counter goes down, and no waiting job is left behind."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
-from app.jobs import claims, operations, sql
+from app.jobs import claims, enqueue, operations, sql
 from app.jobs.execution import Outcome
 from app.jobs.metrics import metrics_snapshot
 from app.jobs.testing import drain
@@ -141,3 +142,40 @@ def test_a_head_of_line_another_promoter_holds_is_not_overtaken(db: Engine) -> N
         other.commit()
     assert (state(db, first), state(db, second)) == ("queued", "waiting")
     drain(db)
+
+
+def test_a_unique_key_is_held_by_a_waiting_job_too(db: Engine) -> None:
+    """Two waiting jobs of one unique key were let in together and broke every promotion
+    (or, skipped, one waited for good): a waiting job holds its key like a queued one."""
+    with Session(db) as session:
+        first = enqueue(session, "test.echo", {"data": 1}, unique_key="u", concurrency_key="k")
+        again = enqueue(session, "test.echo", {"data": 2}, unique_key="u", concurrency_key="k")
+        plain = enqueue(session, "test.echo", {"data": 3}, unique_key="u")
+        session.commit()
+    assert again == first and plain == first
+    assert claims.promote(db) == 1
+    assert state(db, first) == "queued"
+
+
+def test_retries_racing_for_one_unique_key_let_one_job_wait(db: Engine) -> None:
+    a = factory.row(db, "test.echo", {"data": 1}, state="failed")
+    b = factory.row(db, "test.echo", {"data": 2}, state="failed")
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE jobs SET unique_key = 'u', flow_key = 'k', flow_kind = 'concurrency',"
+                " flow_limit = 2"
+            )
+        )
+    with Session(db) as one, Session(db) as two:
+        assert operations.retry(one, a)
+        outcome: list[bool] = []
+        racing = threading.Thread(target=lambda: outcome.append(operations.retry(two, b)))
+        racing.start()
+        time.sleep(0.5)  # the second retry now waits on the first's index entry
+        one.commit()
+        racing.join(10)
+        two.commit()
+    assert outcome == [False]
+    assert (state(db, a), state(db, b)) == ("waiting", "failed")
+    assert claims.promote(db) == 1

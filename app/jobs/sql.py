@@ -720,8 +720,7 @@ room AS (
 ),
 -- The heads of each line are chosen first and locked after: a head another
 -- transaction holds (a peer promoter's, an operator's) is left for it, never
--- overtaken by the job behind it. A job whose unique key a live job holds
--- waits for it (two retried at once may both be waiting).
+-- overtaken by the job behind it.
 heads AS (
     SELECT w.job_id FROM room r CROSS JOIN LATERAL (
         SELECT w.job_id FROM jobs w
@@ -733,9 +732,6 @@ heads AS (
 picked AS (
     SELECT j.job_id FROM jobs j
     WHERE j.job_id IN (SELECT job_id FROM heads) AND j.state = 'waiting'
-      AND (j.unique_key IS NULL
-           OR NOT EXISTS (SELECT 1 FROM jobs l WHERE l.unique_key = j.unique_key
-                          AND l.state IN ('queued', 'running')))
     FOR UPDATE SKIP LOCKED
 ),
 promoted AS (
@@ -813,9 +809,9 @@ WITH saved AS (
     VALUES (:queue, :concurrency, :rate, :burst, coalesce(:burst, 0), :set_by)
     ON CONFLICT (queue) DO UPDATE
     SET concurrency = excluded.concurrency, rate = excluded.rate, burst = excluded.burst,
-        tokens = least(coalesce(excluded.burst, 0), queue_limits.tokens
+        tokens = least(coalesce(excluded.burst, 0), greatest(queue_limits.tokens, 0)
                        + coalesce(queue_limits.rate, 0)
-                       * extract(epoch FROM now() - queue_limits.refilled_at)),
+                       * greatest(extract(epoch FROM now() - queue_limits.refilled_at), 0)),
         refilled_at = now(), set_at = now(), set_by = excluded.set_by
     RETURNING queue
 )
