@@ -81,7 +81,7 @@ def to_json(
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
-        path = _first(payload, _has_lone_surrogate)
+        path = _first(payload, has_lone_surrogate)
         raise InvalidPayload(
             f"{where}: {path or 'a string'} contains a lone surrogate (not valid Unicode)"
         ) from None
@@ -175,7 +175,8 @@ def _first(payload: object, bad: Any) -> str | None:
     return None
 
 
-def _has_lone_surrogate(text: str) -> bool:
+def has_lone_surrogate(text: str) -> bool:
+    """Whether `text` holds a surrogate no UTF-8 can encode (jsonb and the driver refuse it)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import abort, request
 
+from app.jobs.payloads import has_lone_surrogate
 from app.jobs.redact import is_secret, scrub
 from app.jobs.stats import Cursor, JobFilter
 from app.models import JOB_STATES
@@ -110,18 +111,10 @@ def _check(value: Any, depth: int) -> None:
     elif isinstance(value, str):
         if "\x00" in value:
             raise SearchError("it holds a NUL character")
-        if not _encodable(value):
+        if has_lone_surrogate(value):
             raise SearchError("it holds a lone surrogate (\\ud800-\\udfff): not valid Unicode")
         if scrub(value) != value:
             raise SearchError("it holds a password in a URL, and secrets are not searchable")
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def cursor() -> Cursor | None:
