@@ -52,19 +52,32 @@ CRON_COLUMNS = {"last_run_at": False, "removed_at": True, "paused_at": True}
 
 #: What a waiting job without a flow key is cancelled with.
 KEYLESS = "waiting without a flow key (a row written by hand): cancelled by migration 0017"
-#: (table, constraint, check) beside the times: see the docstring.
-OTHER_CHECKS = [
-    ("jobs", "ck_jobs_waiting_keyed", "state <> 'waiting' OR flow_key IS NOT NULL"),
-    ("queue_limits", "ck_queue_limits_rate_finite", "rate <= 1000000"),
-    ("queue_limits", "ck_queue_limits_burst_bounded", "burst <= 1000000"),
-    ("queue_limits", "ck_queue_limits_tokens_finite", "tokens BETWEEN -1e9 AND 1e9"),
-    ("queue_limits", "ck_queue_limits_refilled_at_readable", f"refilled_at BETWEEN {READABLE}"),
-]
 
 
 def _check(column: str, nullable: bool, readable: str = READABLE) -> str:
     inside = f"{column} BETWEEN {readable}"
     return f"{column} IS NULL OR {inside}" if nullable else inside
+
+
+#: Every (table, constraint, check) this migration adds, the small tables first: the
+#: lock on `jobs`, which every enqueue waits behind, is taken last, so one attempt
+#: holds it for one lock wait at most.
+CHECKS = [
+    *(
+        ("cron_state", f"ck_cron_state_{column}_readable", _check(column, nullable, SCHEDULABLE))
+        for column, nullable in CRON_COLUMNS.items()
+    ),
+    ("queue_limits", "ck_queue_limits_rate_finite", "rate <= 1000000"),
+    ("queue_limits", "ck_queue_limits_burst_bounded", "burst <= 1000000"),
+    ("queue_limits", "ck_queue_limits_tokens_finite", "tokens BETWEEN -1e9 AND 1e9"),
+    ("queue_limits", "ck_queue_limits_refilled_at_readable", f"refilled_at BETWEEN {READABLE}"),
+    ("jobs", "ck_jobs_waiting_keyed", "state <> 'waiting' OR flow_key IS NOT NULL"),
+    ("jobs", "ck_jobs_attempts_not_negative", "attempts >= 0"),
+    *(
+        ("jobs", f"ck_jobs_{column}_readable", _check(column, nullable))
+        for column, nullable in COLUMNS.items()
+    ),
+]
 
 
 def _mended(columns: dict[str, bool], readable: str) -> str:
@@ -80,29 +93,9 @@ def _unreadable(columns: dict[str, bool], readable: str) -> str:
 
 
 def upgrade() -> None:
-    # The small tables first: the lock on `jobs`, which every enqueue waits behind,
-    # is taken last, so one attempt holds it for one lock wait at most.
-    for column, nullable in CRON_COLUMNS.items():
-        name = f"ck_cron_state_{column}_readable"
-        op.execute(f"ALTER TABLE cron_state DROP CONSTRAINT IF EXISTS {name}")
-        op.execute(
-            f"ALTER TABLE cron_state ADD CONSTRAINT {name}"
-            f" CHECK ({_check(column, nullable, SCHEDULABLE)}) NOT VALID"
-        )
-    for table, name, check in sorted(OTHER_CHECKS, key=lambda c: c[0] == "jobs"):
+    for table, name, check in CHECKS:
         op.execute(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}")
         op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({check}) NOT VALID")
-    for column, nullable in COLUMNS.items():
-        name = f"ck_jobs_{column}_readable"
-        op.execute(f"ALTER TABLE jobs DROP CONSTRAINT IF EXISTS {name}")
-        op.execute(
-            f"ALTER TABLE jobs ADD CONSTRAINT {name} CHECK ({_check(column, nullable)}) NOT VALID"
-        )
-    op.execute("ALTER TABLE jobs DROP CONSTRAINT IF EXISTS ck_jobs_attempts_not_negative")
-    op.execute(
-        "ALTER TABLE jobs ADD CONSTRAINT ck_jobs_attempts_not_negative CHECK (attempts >= 0)"
-        " NOT VALID"
-    )
     # Every mend is one UPDATE per table: a row is checked whole, against the NOT
     # VALID constraints too, so each row must come out right in every column at once.
     with op.get_context().autocommit_block():
@@ -136,24 +129,10 @@ def upgrade() -> None:
             " THEN now() ELSE finished_at END"
             f" WHERE {_unreadable(COLUMNS, READABLE)} OR attempts < 0 OR ({keyless})"
         )
-        for table, name, _ in OTHER_CHECKS:
+        for table, name, _ in CHECKS:
             op.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
-        for column in CRON_COLUMNS:
-            op.execute(
-                f"ALTER TABLE cron_state VALIDATE CONSTRAINT ck_cron_state_{column}_readable"
-            )
-        op.execute("ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_attempts_not_negative")
-        for column in COLUMNS:
-            op.execute(f"ALTER TABLE jobs VALIDATE CONSTRAINT ck_jobs_{column}_readable")
 
 
 def downgrade() -> None:
-    for table, name, _ in OTHER_CHECKS:
+    for table, name, _ in CHECKS:
         op.execute(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}")
-    for column in CRON_COLUMNS:
-        op.execute(
-            f"ALTER TABLE cron_state DROP CONSTRAINT IF EXISTS ck_cron_state_{column}_readable"
-        )
-    op.execute("ALTER TABLE jobs DROP CONSTRAINT IF EXISTS ck_jobs_attempts_not_negative")
-    for column in COLUMNS:
-        op.execute(f"ALTER TABLE jobs DROP CONSTRAINT IF EXISTS ck_jobs_{column}_readable")
