@@ -110,16 +110,25 @@ COPY jobs (job_id, name, payload, queue, priority, max_attempts, context, state,
 FROM STDIN
 """
 
-# The fence (see module docstring), for statements joined to a batch `d`.
-# `IS NOT DISTINCT FROM` means `=` here (neither side is ever NULL) but keeps
-# the planner off ix_jobs_running, which it would otherwise pick from an
-# estimate of one running job: it then scans every running job and unnests
-# the whole batch again for each (quadratic: 16 ms for a batch of 180). It
-# probes pk_jobs once per job of the batch instead.
-_FENCE = """
-j.job_id = d.job_id AND j.attempts = d.attempt
+
+def _fence(ids: str) -> str:
+    """The fence (see module docstring), for statements joined to a batch `d` whose
+    job ids are the parameter `ids`.
+
+    `IS NOT DISTINCT FROM` means `=` here (neither side is ever NULL) but keeps
+    the planner off ix_jobs_running, which it would otherwise pick from an
+    estimate of one running job: it then scans every running job and unnests
+    the whole batch again for each (quadratic: 16 ms for a batch of 180).
+    `job_id = ANY(ids)` bounds the jobs side by the batch whichever way the
+    join goes: a plan made on an empty table (the loop's generic plan, kept
+    until autovacuum analyzes) may otherwise put the jobs side first and read
+    every row of pk_jobs at each cycle, even with an empty batch.
+    """
+    return f"""
+j.job_id = ANY(CAST(:{ids} AS uuid[])) AND j.job_id = d.job_id AND j.attempts = d.attempt
 AND j.locked_by IS NOT DISTINCT FROM :worker_id AND j.state IS NOT DISTINCT FROM 'running'
 """
+
 
 #: A job that used its last attempt; a failure then ends it.
 _LAST_ATTEMPT = "j.attempts >= j.max_attempts"
@@ -148,7 +157,7 @@ SET state = 'succeeded', finished_at = now(), heartbeat_at = NULL,
 FROM unnest(CAST(:done_ids AS uuid[]), CAST(:done_attempts AS integer[]),
             CAST(:results AS text[]))
      AS d(job_id, attempt, result)
-WHERE {_FENCE}
+WHERE {_fence("done_ids")}
 RETURNING j.job_id, j.state, j.flow_key, j.flow_kind
 """
 
@@ -167,7 +176,7 @@ FROM unnest(CAST(:failed_ids AS uuid[]), CAST(:failed_attempts AS integer[]),
             CAST(:messages AS text[]), CAST(:tracebacks AS text[]),
             CAST(:delays AS double precision[]), CAST(:discards AS boolean[]))
      AS d(job_id, attempt, message, traceback, delay, discard)
-WHERE {_FENCE}
+WHERE {_fence("failed_ids")}
 RETURNING j.job_id, j.state, j.flow_key, j.flow_kind
 """
 
@@ -393,7 +402,7 @@ WHERE job_id = :job_id AND attempts = :attempt AND locked_by = :worker_id AND st
 HEARTBEAT_JOBS = text(f"""
 UPDATE jobs AS j SET heartbeat_at = now()
 FROM unnest(CAST(:job_ids AS uuid[]), CAST(:attempts AS integer[])) AS d(job_id, attempt)
-WHERE {_FENCE}
+WHERE {_fence("job_ids")}
 RETURNING j.job_id
 """)
 
@@ -414,7 +423,7 @@ UPDATE jobs AS j
 SET state = 'queued', attempts = greatest(j.attempts - 1, 0),
     locked_by = NULL, locked_at = NULL, heartbeat_at = NULL
 FROM unnest(CAST(:job_ids AS uuid[]), CAST(:attempts AS integer[])) AS d(job_id, attempt)
-WHERE {_FENCE}
+WHERE {_fence("job_ids")}
 RETURNING j.job_id
 """)
 
