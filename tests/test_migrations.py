@@ -149,12 +149,12 @@ def test_waiting_duplicates_of_a_unique_key_are_cancelled_and_the_key_then_held(
     with engine.begin() as conn:
         conn.execute(
             text(
-                f"INSERT INTO jobs (name, state, unique_key, {flow}) VALUES"
-                " ('a', 'waiting', 'u', 'k', 'concurrency', 2),"
-                " ('b', 'waiting', 'u', 'k', 'concurrency', 2),"
-                " ('c', 'waiting', 'v', 'k', 'concurrency', 2),"
-                " ('d', 'queued', 'w', NULL, NULL, NULL),"
-                " ('e', 'waiting', 'w', 'k', 'concurrency', 2)"
+                f"INSERT INTO jobs (name, state, unique_key, {flow}, created_at) VALUES"
+                " ('b', 'waiting', 'u', 'k', 'concurrency', 2, now()),"
+                " ('a', 'waiting', 'u', 'k', 'concurrency', 2, now() - interval '1 ms'),"
+                " ('c', 'waiting', 'v', 'k', 'concurrency', 2, now()),"
+                " ('d', 'queued', 'w', NULL, NULL, NULL, now()),"
+                " ('e', 'waiting', 'w', 'k', 'concurrency', 2, now() - interval '1 s')"
             )
         )
     command.upgrade(config, "0018_unique_while_waiting")

@@ -13,7 +13,8 @@ its batch, every time. The index now covers waiting jobs as enqueue's docs
 always said ("a live (waiting, queued or running) job").
 
 Safe beside a running queue, every step repeatable: in an autocommit block,
-waiting duplicates are cancelled (the oldest live job of each key stays),
+waiting duplicates are cancelled (the oldest live job of each key stays:
+ids made in one millisecond are in random order, so age is `created_at`),
 the new index is built CONCURRENTLY under another name (a build left
 invalid by an interruption, or by a duplicate enqueued meanwhile, is
 dropped and built again by the next run), then swapped in.
@@ -54,7 +55,8 @@ def upgrade() -> None:
             " WHERE d.state = 'waiting' AND d.unique_key IS NOT NULL"
             "   AND EXISTS (SELECT 1 FROM jobs o WHERE o.unique_key = d.unique_key"
             f"               AND o.state IN {LIVE}"
-            "               AND (o.state <> 'waiting' OR o.job_id < d.job_id))"
+            "               AND (o.state <> 'waiting'"
+            "                    OR (o.created_at, o.job_id) < (d.created_at, d.job_id)))"
         )
         _build("uq_jobs_unique_key_live", LIVE)
         _swap("uq_jobs_unique_key_live")
