@@ -392,3 +392,58 @@ def test_a_job_cancelled_while_it_runs_is_retried_only_once_that_attempt_ends(
     finally:
         assert stop(worker) == 0
     assert len(runs(record)) == 2 and job(db, job_id).attempts == 2
+
+
+def test_a_cancelled_attempt_saved_apart_from_a_refused_cycle_is_let_go(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    """When the database refuses a cycle, its outcomes are saved one by one; a cancelled
+    job's attempt that ended on that path was never let go, so it could not be retried
+    until the worker exited."""
+    record = tmp_path / "runs"
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse_claim() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN IF NEW.name = 'test.add' AND NEW.state = 'running' THEN"
+                " RAISE EXCEPTION 'not now' USING ERRCODE = 'check_violation'; END IF;"
+                " RETURN NEW; END $$;"
+                "CREATE TRIGGER refuse_claim BEFORE UPDATE ON jobs"
+                " FOR EACH ROW EXECUTE FUNCTION refuse_claim()"
+            )
+        )
+    try:
+        with Session(db) as session:
+            job_id = enqueue(
+                session, "test.record", {"path": str(record), "marker": "run", "sleep": 3}
+            )
+            session.commit()
+        log = tmp_path / "w.log"
+        worker = start("worker.py", process_env, log=log)
+        try:
+            wait_for(lambda: job(db, job_id).state == "running", what="the job to start")
+            with Session(db) as session:
+                assert operations.cancel(session, job_id)
+                enqueue(session, "test.add", {"a": 1})  # every claim now fails
+                session.commit()
+            wait_for(lambda: len(runs(record)) == 1, what="the cancelled attempt to end")
+
+            def retried() -> bool:
+                with Session(db) as session:
+                    done = operations.retry(session, job_id)
+                    session.commit()
+                    return done
+
+            wait_for(retried, what="the worker to let go of the attempt")
+            with db.begin() as conn:
+                conn.execute(text("DROP TRIGGER refuse_claim ON jobs"))
+            wait_for(lambda: job(db, job_id).state == "succeeded", what="the second attempt")
+        finally:
+            assert stop(worker) == 0
+    finally:
+        with db.begin() as conn:
+            conn.execute(
+                text("DROP TRIGGER IF EXISTS refuse_claim ON jobs; DROP FUNCTION refuse_claim()")
+            )
+    assert "cycle refused (CheckViolation: not now); saving outcomes apart" in log.read_text()
+    assert "claim was lost before its outcome was saved" in log.read_text()

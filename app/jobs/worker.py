@@ -234,19 +234,24 @@ class Worker:
             self._start(claimed)  # before giving the room back: see `_express_room`
         finally:
             self._settle(free)
-        if done.saved.lost:
-            self._let_go([lost.job for lost in done.saved.lost])
-        for lost in done.saved.lost:
-            log.warning(
-                "job %s %s: claim was lost before its outcome was saved (rescued "
-                "as this worker's, or undone by a database crash with "
-                "WORKER_SYNCHRONOUS_COMMIT=off); outcome dropped",
-                lost.job.job_id,
-                lost.job.name,
-            )
+        self._dropped(done.saved.lost)
         with self._lock:
             del self._outcomes[: len(outcomes)]
         return True
+
+    def _dropped(self, lost: list[Outcome]) -> None:
+        """Outcomes whose claim was lost: say so, and let go of those jobs' attempts."""
+        if not lost:
+            return
+        self._let_go([outcome.job for outcome in lost])
+        for outcome in lost:
+            log.warning(
+                "job %s %s: claim was lost before its outcome was saved (cancelled while "
+                "it ran, rescued as this worker's, or undone by a database crash with "
+                "WORKER_SYNCHRONOUS_COMMIT=off); outcome dropped",
+                outcome.job.job_id,
+                outcome.job.name,
+            )
 
     def _let_go(self, jobs: list[Claimed]) -> None:
         """Free jobs cancelled while they ran here for a retry (`claims.let_go`); a fault
@@ -373,24 +378,33 @@ class Worker:
         that is refused it is dropped, and the job goes back to the queue
         as a stray (`Heartbeat`).
         """
+        lost: list[Outcome] = []
         for outcome in outcomes:
-            bare = failure(outcome.job, "the outcome of this attempt could not be saved")
-            for attempt in (outcome, bare):
-                try:
-                    with self.engine.begin() as conn:
-                        claims.save_outcomes(conn, self.id, [attempt])
-                    break
-                except exc.SQLAlchemyError as error:
-                    if is_connection_fault(error):
-                        return  # the database is away: the next cycle tries them all again
-                    log.error(
-                        "job %s %s: outcome refused by the database: %s",
-                        outcome.job.job_id,
-                        outcome.job.name,
-                        describe(error),
-                    )
-            with self._lock:
-                self._outcomes.remove(outcome)
+            if not self._save_alone(outcome, lost):
+                break  # the database is away: the next cycle tries the rest again
+        self._dropped(lost)
+
+    def _save_alone(self, outcome: Outcome, lost: list[Outcome]) -> bool:
+        """Save `outcome`, or a bare failure in its place, and forget it; add it to
+        `lost` if its claim was lost. False, keeping it, if the database is away."""
+        bare = failure(outcome.job, "the outcome of this attempt could not be saved")
+        for attempt in (outcome, bare):
+            try:
+                with self.engine.begin() as conn:
+                    lost.extend(claims.save_outcomes(conn, self.id, [attempt]).lost)
+                break
+            except exc.SQLAlchemyError as error:
+                if is_connection_fault(error):
+                    return False
+                log.error(
+                    "job %s %s: outcome refused by the database: %s",
+                    outcome.job.job_id,
+                    outcome.job.name,
+                    describe(error),
+                )
+        with self._lock:
+            self._outcomes.remove(outcome)
+        return True
 
     def _wait(self) -> None:
         """Sleep until a job finishes, a NOTIFY arrives, a timeout or a poll is due."""
