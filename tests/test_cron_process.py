@@ -274,3 +274,35 @@ def test_a_schedule_the_database_refuses_holds_up_no_other_schedule(
     said = log.read_text()
     assert "schedule refused.first: step refused (CheckViolation: not this one)" in said
     assert "trying again in a minute" in said
+
+
+def test_a_last_run_recorded_ahead_of_the_clock_is_reported_once(
+    db: Engine, process_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A clock set back, or an edited `cron_state` row, leaves a last run in the future:
+    the occurrences until then count as run (enqueueing them again could run them
+    twice), and a schedule that stays silent for a day must say why, once."""
+    (tmp_path / "ahead_schedules.py").write_text(
+        "import schedule\n"
+        "from app.cron import Schedule, add\n"
+        "add(Schedule('ahead.stuck', schedule.every().second, 'test.noop'))\n"
+        "add(Schedule('ahead.other', schedule.every().second, 'test.noop'))\n"
+    )
+    env = {**process_env, "JOB_MODULES": "tests.jobs,ahead_schedules", "PYTHONPATH": str(tmp_path)}
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO cron_state (name, last_run_at)"
+                " VALUES ('ahead.stuck', date_trunc('second', now()) + interval '1 day')"
+            )
+        )
+    log = tmp_path / "cron.log"
+    cron = start("cron.py", env, log=log)
+    try:
+        wait_for(lambda: len(occurrences(db, "ahead.other")) >= 3, what="the other schedule")
+    finally:
+        assert stop(cron) == 0
+    assert occurrences(db, "ahead.stuck") == []
+    warnings = [line for line in log.read_text().splitlines() if "ahead of the" in line]
+    assert len(warnings) == 1, warnings
+    assert "schedule ahead.stuck: last run recorded at" in warnings[0]

@@ -53,6 +53,9 @@ TIDY_EVERY = 3600.0
 RETRY_REFUSED = timedelta(minutes=1)
 #: ... and this soon when its time bound ended it.
 TIMED_OUT_RETRY = timedelta(seconds=1)
+#: A last run recorded further ahead of the database clock than this is reported:
+#: a peer's step can leave it a moment ahead of a transaction begun just before.
+AHEAD = timedelta(minutes=1)
 
 
 class Scheduler:
@@ -72,6 +75,8 @@ class Scheduler:
         self._since: datetime | None = None
         self._tidy_at = 0.0
         self._marked = False
+        #: Schedules whose last run was found ahead of the clock, and reported.
+        self._ahead: set[str] = set()
 
     def run(self) -> int:
         """Fire due schedules until stopped; a lost database is waited out, never fatal."""
@@ -153,8 +158,29 @@ class Scheduler:
             step = catch_up(session, schedule, now, since=self._since)
         if step.busy:
             self._next[schedule.name] = now + BUSY_RETRY
-        else:
-            self._next[schedule.name] = occurrences.following(schedule.grid, now) + LAG
+            return
+        self._next[schedule.name] = occurrences.following(schedule.grid, now) + LAG
+        self._report_ahead(schedule.name, step.last_run_at, now)
+
+    def _report_ahead(self, name: str, last_run_at: datetime | None, now: datetime) -> None:
+        """Say once why a schedule stays silent: its last run is recorded in the future.
+
+        The occurrences until then count as run, since they may have been
+        (enqueueing them again could run them twice); a clock set back or
+        an edited `cron_state` row would otherwise silence it without a word.
+        """
+        if last_run_at is None or last_run_at - now <= AHEAD:
+            self._ahead.discard(name)
+        elif name not in self._ahead:
+            self._ahead.add(name)
+            log.warning(
+                "schedule %s: last run recorded at %s, %s ahead of the database clock "
+                "(a clock set back, or an edited cron_state row); nothing is enqueued "
+                "until then",
+                name,
+                last_run_at.isoformat(),
+                timedelta(seconds=round((last_run_at - now).total_seconds())),
+            )
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
