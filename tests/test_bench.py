@@ -66,3 +66,23 @@ def test_benchmark_runs_on_a_given_server_and_drops_only_its_own_databases(
         conn.execute("DROP DATABASE bench_1_raw")
     assert "bench_1_raw" in left
     assert not {name for name in left if name.startswith("bench_") and name != "bench_1_raw"}
+
+
+def test_the_table_floor_compares_the_same_loops_into_both_tables(database_url: str) -> None:
+    admin = with_database(database_url, "postgres").replace(
+        "postgresql+psycopg://", "postgresql://"
+    )
+    command = [sys.executable, "-m", "bench.floor", "--rounds", "1", "--each", "20"]
+    run = subprocess.run(
+        [*command, "--batch", "600", "--database-url", admin],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "rate against raw_jobs: jobs" in run.stdout
+    assert "enqueue_many against jobs" in run.stdout
+    with psycopg.connect(admin, autocommit=True) as conn:
+        left = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+    assert not {name for name in left if name.startswith("bench_")}
