@@ -4,10 +4,10 @@ The benchmark's enqueue rows compare Pillars with hand-written psycopg
 loops into `raw_jobs`, a table with two indexes. A queued job in `jobs`
 adds four index entries (`pk_jobs`, `ix_jobs_claim`, `ix_jobs_claim_queue`,
 `ix_jobs_name_newest`), a wider row and the insert trigger that wakes
-workers, each there for a guarantee or a page. This measures the same
-hand-written loops into `jobs` (raw psycopg, only `job_id`, `name` and
-`payload` given, the rest by the table's defaults), beside the raw table
-and beside Pillars' own `enqueue` and `enqueue_many`, interleaved round by
+workers, each there for a guarantee or a page. This measures the
+benchmark's own loops (`bench.raw`) into `raw_jobs`, the same loops into
+`jobs` (only `job_id`, `name` and `payload` given, the rest by the table's
+defaults), and Pillars' own `enqueue` and `enqueue_many`, interleaved round by
 round on one server:
 
 * one job per transaction: `BEGIN; INSERT; COMMIT` on one connection,
@@ -38,42 +38,33 @@ from app.jobs import JobRequest, enqueue, enqueue_many
 from app.jobs.ids import new_job_id
 from bench import pillars, raw, server
 
-INSERT_RAW = "INSERT INTO raw_jobs (name, payload) VALUES (%s, %s)"
 INSERT_JOBS = "INSERT INTO jobs (job_id, name, payload) VALUES (%s, %s, %s)"
 
 
-def _truncate(dsn: str, table: str) -> None:
+def _truncate_jobs(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {table}")
+        conn.execute("TRUNCATE jobs")
 
 
-def insert_each(dsn: str, table: str, n: int) -> float:
-    """`n` single-row transactions into `table` by raw psycopg; µs a job."""
-    _truncate(dsn, table)
+def insert_each(dsn: str, n: int) -> float:
+    """`raw.enqueue_single`'s loop into `jobs`: `n` single-row transactions; µs a job."""
+    _truncate_jobs(dsn)
     with psycopg.connect(dsn) as conn:
         started = time.perf_counter()
         for i in range(n):
-            if table == "raw_jobs":
-                conn.execute(INSERT_RAW, ("bench.noop", Jsonb({"n": i})))
-            else:
-                conn.execute(INSERT_JOBS, (new_job_id(), "bench.noop", Jsonb({"n": i})))
+            conn.execute(INSERT_JOBS, (new_job_id(), "noop", Jsonb({"n": i})))
             conn.commit()
         return (time.perf_counter() - started) / n * 1e6
 
 
-def copy_batch(dsn: str, table: str, n: int) -> float:
-    """One COPY of `n` rows into `table` by raw psycopg, and its commit; jobs/s."""
-    _truncate(dsn, table)
+def copy_batch(dsn: str, n: int) -> float:
+    """`raw.enqueue_copy`'s COPY into `jobs`: one COPY of `n` rows and its commit; jobs/s."""
+    _truncate_jobs(dsn)
     with psycopg.connect(dsn) as conn, conn.cursor() as cursor:
         started = time.perf_counter()
-        if table == "raw_jobs":
-            with cursor.copy("COPY raw_jobs (name, payload) FROM STDIN") as copy:
-                for i in range(n):
-                    copy.write_row(("bench.noop", f'{{"n": {i}}}'))
-        else:
-            with cursor.copy("COPY jobs (job_id, name, payload) FROM STDIN") as copy:
-                for i in range(n):
-                    copy.write_row((new_job_id(), "bench.noop", f'{{"n": {i}}}'))
+        with cursor.copy("COPY jobs (job_id, name, payload) FROM STDIN") as copy:
+            for i in range(n):
+                copy.write_row((new_job_id(), "noop", Jsonb({"n": i})))
         conn.commit()
         return n / (time.perf_counter() - started)
 
@@ -103,11 +94,11 @@ def run(raw_dsn: str, target: pillars.Target, rounds: int, each: int, batch: int
     """Measure every figure `rounds` times, interleaved; the report's lines."""
     jobs_dsn = target.dsn
     measures: dict[str, Callable[[], float]] = {
-        "insert raw_jobs": lambda: insert_each(raw_dsn, "raw_jobs", each),
-        "insert jobs": lambda: insert_each(jobs_dsn, "jobs", each),
+        "insert raw_jobs": lambda: 1e6 / raw.enqueue_single(raw_dsn, each),
+        "insert jobs": lambda: insert_each(jobs_dsn, each),
         "enqueue": lambda: pillars_each(target, each),
-        "COPY raw_jobs": lambda: copy_batch(raw_dsn, "raw_jobs", batch),
-        "COPY jobs": lambda: copy_batch(jobs_dsn, "jobs", batch),
+        "COPY raw_jobs": lambda: raw.enqueue_copy(raw_dsn, batch, batch),
+        "COPY jobs": lambda: copy_batch(jobs_dsn, batch),
         "enqueue_many": lambda: pillars_batch(target, batch),
     }
     figures: dict[str, list[float]] = {name: [] for name in measures}
@@ -146,7 +137,6 @@ def main() -> int:
         server.databases(args.database_url) as made,
         tempfile.TemporaryDirectory(prefix="pillars-bench-floor-") as logs,
     ):
-        raw.setup(made.dsn("raw"))
         target = pillars.prepare(made.dsn("pillars"), Path(logs))
         for line in run(made.dsn("raw"), target, args.rounds, args.each, args.batch):
             print(line, flush=True)
