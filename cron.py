@@ -9,7 +9,6 @@ start with one line that says what, and exit status 2.
 
 from __future__ import annotations
 
-import signal
 import sys
 
 from dotenv import load_dotenv
@@ -43,8 +42,7 @@ def main() -> int:
         return 2
     scheduler = Scheduler(engine, settings, schedules)
     logs.set_process(worker_id=scheduler.id)
-    signal.signal(signal.SIGTERM, lambda signum, frame: scheduler.stop())
-    signal.signal(signal.SIGINT, lambda signum, frame: scheduler.stop())
+    shutdown.deliver(lambda signum: scheduler.stop())
     if shutdown.honoured("cron"):
         return 0
     return scheduler.run()

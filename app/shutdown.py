@@ -14,7 +14,10 @@ imports and costs nothing.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import threading
+from collections.abc import Callable
 from types import FrameType
 
 _received: list[int] = []
@@ -43,3 +46,34 @@ def honoured(process: str) -> bool:
 
 def _remember(signum: int, frame: FrameType | None) -> None:
     _received.append(signum)
+
+
+def deliver(handle: Callable[[int], None]) -> None:
+    """From now on, call `handle(signum)` for each SIGTERM and SIGINT, on a thread of its own.
+
+    A Python signal handler runs in the main thread between two bytecodes,
+    possibly while that thread holds a lock: an Event's (in `clear()` or
+    on its way into `wait()`), a logging handler's queue. A handler that
+    takes the same lock (`Event.set()`, a log line) then waits for itself
+    and the process never stops. Here the handler does nothing; the
+    interpreter's C-level handler writes the signal's number to a pipe
+    (`signal.set_wakeup_fd`), and a daemon thread reads it and calls
+    `handle`, where any lock may be taken.
+    """
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _noted)
+    threading.Thread(target=_relay, args=(read, handle), name="signals", daemon=True).start()
+
+
+def _noted(signum: int, frame: FrameType | None) -> None:
+    """The Python-level handler: the wakeup pipe already carries the signal."""
+
+
+def _relay(read: int, handle: Callable[[int], None]) -> None:
+    while True:
+        for signum in os.read(read, 64):
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                handle(signum)

@@ -18,15 +18,13 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Sequence
-from types import FrameType
 
 from sqlalchemy import Connection, Engine, exc
 
-from app import logs
+from app import logs, shutdown
 from app.config import Settings
 from app.db import describe, is_connection_fault, make_engine
 from app.jobs import claims, observed
@@ -548,7 +546,7 @@ class Worker:
     def install_signal_handlers(self) -> None:
         """First SIGTERM/SIGINT: graceful stop. Second: exit at once."""
 
-        def handle(signum: int, frame: FrameType | None) -> None:
+        def handle(signum: int) -> None:
             self._signals += 1
             if self._signals > 1:
                 log.warning("second signal: exiting now; running jobs will be rescued")
@@ -557,5 +555,4 @@ class Worker:
             log.info("signal %d: finishing running jobs, claiming no more", signum)
             self.stop()
 
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+        shutdown.deliver(handle)
